@@ -1,0 +1,243 @@
+r"""Pure functional GRSN step: the single source of truth for the neuron's math.
+
+Everything else in :mod:`grsn_sj` (the SpikingJelly node, the multi-layer module, the snnTorch
+neuron, the policies) calls these functions; the fused kernels (numba on the CPU, CuPy on CUDA)
+implement exactly the same arithmetic and are tested against :func:`grsn_multi_step_reference`.
+
+State equations (spec §3), for one neuron with forget pre-activation :math:`a^f_t`, input
+pre-activation :math:`a^i_t`, membrane after reset :math:`v_{t-1}` and gated current
+:math:`c_{t-1}`:
+
+.. math::
+
+    F_t &= \sigma(a^f_t) \\
+    I_t &= \mathrm{relu}(a^i_t) \\
+    c_t &= F_t c_{t-1} + (1 - F_t) I_t \\
+    h_t &= \beta v_{t-1} + (1 - \beta) c_t, \qquad \beta = 1 - 1/\tau \\
+    s_t &= \Theta(h_t - \vartheta) \\
+    v_t &= h_t - \vartheta s_t \quad \text{(soft reset, } v_{reset} = \text{None)} \\
+    v_t &= (1 - s_t) h_t + s_t v_{reset} \quad \text{(hard reset)}
+
+:math:`\Theta` is the Heaviside step (``h >= threshold`` fires, as in SpikingJelly); its backward
+is the surrogate function's derivative. With ``detach_reset=True`` the spike used in the reset is
+detached from the graph. ``beta`` may be a Python float or a tensor broadcastable to the state
+(per-neuron learnable decay).
+
+An episode-start mask (``reset_mask[t] == 1``) sets the state of that row back to its initial
+value *before* step ``t``: ``c = 0`` and ``v = v_init`` with ``v_init = 0`` for soft reset and
+``v_init = v_reset`` for hard reset (SpikingJelly's ``BaseNode`` convention for the initial
+membrane).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional, Union
+
+import torch
+from spikingjelly.activation_based import surrogate
+
+__all__ = [
+    "grsn_charge",
+    "grsn_fire_reset",
+    "grsn_step",
+    "grsn_multi_step_reference",
+    "GRSNSequence",
+    "initial_membrane",
+    "beta_from_tau",
+    "check_threshold",
+    "check_tau",
+    "check_v_reset",
+    "surrogate_spec",
+    "SURROGATE_IDS",
+]
+
+Beta = Union[float, torch.Tensor]
+
+
+class GRSNSequence(NamedTuple):
+    """Result of a multi-step GRSN pass over ``T`` steps.
+
+    spike_seq: ``[T, *batch, H]`` spikes (or the smooth surrogate output when the surrogate is in
+        non-spiking mode).
+    h_seq: ``[T, *batch, H]`` membrane potential before reset (the charge ``h_t``).
+    c_seq: ``[T, *batch, H]`` gated current ``c_t``.
+    v: ``[*batch, H]`` membrane after reset at the last step (the state to carry on).
+    c: ``[*batch, H]`` gated current at the last step (the state to carry on).
+    """
+
+    spike_seq: torch.Tensor
+    h_seq: torch.Tensor
+    c_seq: torch.Tensor
+    v: torch.Tensor
+    c: torch.Tensor
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers (shared by every public entry point)
+# --------------------------------------------------------------------------------------------
+
+def check_threshold(v_threshold: float) -> float:
+    if isinstance(v_threshold, bool) or not isinstance(v_threshold, (int, float)):
+        raise TypeError(
+            f"v_threshold must be a float, got {type(v_threshold).__name__}; pass e.g. v_threshold=1.0"
+        )
+    v_threshold = float(v_threshold)
+    if not math.isfinite(v_threshold) or v_threshold <= 0.0:
+        raise ValueError(
+            f"v_threshold must be a finite number > 0, got {v_threshold}; the default is 1.0"
+        )
+    return v_threshold
+
+
+def check_v_reset(v_reset: Optional[float]) -> Optional[float]:
+    if v_reset is None:
+        return None
+    if isinstance(v_reset, bool) or not isinstance(v_reset, (int, float)):
+        raise TypeError(
+            "v_reset must be None (soft reset) or a float (hard reset to that value), "
+            f"got {type(v_reset).__name__}"
+        )
+    v_reset = float(v_reset)
+    if not math.isfinite(v_reset):
+        raise ValueError(f"v_reset must be finite or None (soft reset), got {v_reset}")
+    return v_reset
+
+
+def check_tau(tau: float) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+        raise TypeError(f"tau must be a float, got {type(tau).__name__}; the default is 2.0")
+    tau = float(tau)
+    if not math.isfinite(tau) or tau < 1.0:
+        raise ValueError(
+            f"tau must be a finite number >= 1 so that beta = 1 - 1/tau lies in [0, 1), got {tau}; "
+            "the paper uses tau = 2.0"
+        )
+    return tau
+
+
+def beta_from_tau(tau: float) -> float:
+    """Membrane decay ``beta = 1 - 1/tau`` for a validated ``tau``."""
+    return 1.0 - 1.0 / check_tau(tau)
+
+
+def initial_membrane(v_reset: Optional[float]) -> float:
+    """Membrane value at an episode start: 0 for soft reset, ``v_reset`` for hard reset."""
+    return 0.0 if v_reset is None else float(v_reset)
+
+
+#: surrogate classes that the fused kernels implement, and their kernel ids.
+SURROGATE_IDS = {surrogate.ATan: 0, surrogate.Sigmoid: 1}
+
+
+def surrogate_spec(surrogate_function) -> Optional[tuple[int, float, bool]]:
+    """``(kernel_id, alpha, spiking)`` if a fused kernel implements ``surrogate_function``.
+
+    Only the exact SpikingJelly classes count (a subclass may override the math), so a user's own
+    surrogate always runs through the torch reference. Returns ``None`` when unsupported.
+    """
+    sid = SURROGATE_IDS.get(type(surrogate_function))
+    if sid is None:
+        return None
+    return sid, float(surrogate_function.alpha), bool(surrogate_function.spiking)
+
+
+# --------------------------------------------------------------------------------------------
+# the step
+# --------------------------------------------------------------------------------------------
+
+def grsn_charge(
+    forget_pre: torch.Tensor,
+    input_pre: torch.Tensor,
+    v: torch.Tensor,
+    c: torch.Tensor,
+    beta: Beta,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gated current and membrane charge of one step: returns ``(h, c_next)``."""
+    f = torch.sigmoid(forget_pre)
+    i = torch.relu(input_pre)
+    c_next = f * c + (1.0 - f) * i
+    h = beta * v + (1.0 - beta) * c_next
+    return h, c_next
+
+
+def grsn_fire_reset(
+    h: torch.Tensor,
+    v_threshold: float,
+    v_reset: Optional[float],
+    surrogate_function,
+    detach_reset: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fire and reset of one step: returns ``(spike, v_next)``."""
+    spike = surrogate_function(h - v_threshold)
+    s = spike.detach() if detach_reset else spike
+    if v_reset is None:
+        v_next = h - v_threshold * s
+    else:
+        v_next = (1.0 - s) * h + s * v_reset
+    return spike, v_next
+
+
+def grsn_step(
+    forget_pre: torch.Tensor,
+    input_pre: torch.Tensor,
+    v: torch.Tensor,
+    c: torch.Tensor,
+    beta: Beta = 0.5,
+    v_threshold: float = 1.0,
+    v_reset: Optional[float] = None,
+    surrogate_function=surrogate.ATan(),
+    detach_reset: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One GRSN update with explicit state: returns ``(spike, v_next, c_next)``.
+
+    Pure: reads nothing from and writes nothing to any module. Autograd flows through the
+    surrogate function. ``beta = 1 - 1/tau`` (0.5 for the paper's ``tau = 2``).
+
+    Example::
+
+        >>> import torch
+        >>> from grsn_sj.functional import grsn_step
+        >>> af, ai = torch.zeros(3), torch.full((3,), 4.0)
+        >>> v = c = torch.zeros(3)
+        >>> s, v, c = grsn_step(af, ai, v, c)   # c = 2.0, h = 1.0 -> every neuron fires
+        >>> s
+        tensor([1., 1., 1.])
+    """
+    h, c_next = grsn_charge(forget_pre, input_pre, v, c, beta)
+    spike, v_next = grsn_fire_reset(h, v_threshold, v_reset, surrogate_function, detach_reset)
+    return spike, v_next, c_next
+
+
+def grsn_multi_step_reference(
+    x_seq: torch.Tensor,
+    v: torch.Tensor,
+    c: torch.Tensor,
+    beta: Beta,
+    v_threshold: float = 1.0,
+    v_reset: Optional[float] = None,
+    surrogate_function=surrogate.ATan(),
+    detach_reset: bool = False,
+    reset_mask: Optional[torch.Tensor] = None,
+) -> GRSNSequence:
+    """Plain torch autograd reference of the fused multi-step op (a Python loop over ``T``).
+
+    ``x_seq``: ``[T, *batch, 2H]`` gate pre-activations ``[forget | input]``; ``v``, ``c``:
+    ``[*batch, H]``; ``reset_mask``: ``None`` or ``[T, *batch]`` (1 = episode starts before step
+    ``t``: the row's state goes back to its initial value). This is the definition the fused
+    kernels are tested against, forward and backward.
+    """
+    hidden = x_seq.shape[-1] // 2
+    forget_seq, input_seq = x_seq[..., :hidden], x_seq[..., hidden:]
+    v_init = initial_membrane(v_reset)
+    spikes, hs, cs = [], [], []
+    for t in range(x_seq.shape[0]):
+        if reset_mask is not None:
+            keep = (1.0 - reset_mask[t]).unsqueeze(-1).to(v.dtype)
+            v = v * keep + (1.0 - keep) * v_init
+            c = c * keep
+        h, c = grsn_charge(forget_seq[t], input_seq[t], v, c, beta)
+        spike, v = grsn_fire_reset(h, v_threshold, v_reset, surrogate_function, detach_reset)
+        spikes.append(spike)
+        hs.append(h)
+        cs.append(c)
+    return GRSNSequence(torch.stack(spikes), torch.stack(hs), torch.stack(cs), v, c)
