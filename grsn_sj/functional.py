@@ -41,6 +41,7 @@ __all__ = [
     "grsn_fire_reset",
     "grsn_step",
     "grsn_multi_step_reference",
+    "apply_episode_start",
     "GRSNSequence",
     "initial_membrane",
     "beta_from_tau",
@@ -208,6 +209,18 @@ def grsn_step(
     return spike, v_next, c_next
 
 
+def apply_episode_start(
+    v: torch.Tensor, c: torch.Tensor, start: torch.Tensor, v_reset: Optional[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Send the state of the rows where ``start`` is nonzero back to its initial value.
+
+    ``start`` (bool, integer or float; any nonzero value means "episode starts") has the state's shape without the neuron dimension (``[*batch]``); ``v`` goes to
+    :func:`initial_membrane`, ``c`` to 0. Gradients do not flow through a reset row.
+    """
+    keep = (start == 0).to(v.dtype).unsqueeze(-1)
+    return v * keep + (1.0 - keep) * initial_membrane(v_reset), c * keep
+
+
 def grsn_multi_step_reference(
     x_seq: torch.Tensor,
     v: torch.Tensor,
@@ -228,13 +241,10 @@ def grsn_multi_step_reference(
     """
     hidden = x_seq.shape[-1] // 2
     forget_seq, input_seq = x_seq[..., :hidden], x_seq[..., hidden:]
-    v_init = initial_membrane(v_reset)
     spikes, hs, cs = [], [], []
     for t in range(x_seq.shape[0]):
         if reset_mask is not None:
-            keep = (1.0 - reset_mask[t]).unsqueeze(-1).to(v.dtype)
-            v = v * keep + (1.0 - keep) * v_init
-            c = c * keep
+            v, c = apply_episode_start(v, c, reset_mask[t], v_reset)
         h, c = grsn_charge(forget_seq[t], input_seq[t], v, c, beta)
         spike, v = grsn_fire_reset(h, v_threshold, v_reset, surrogate_function, detach_reset)
         spikes.append(spike)

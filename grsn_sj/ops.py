@@ -50,23 +50,36 @@ BACKENDS = ("auto", "torch", "numba", "cupy")
 # the custom ops
 # --------------------------------------------------------------------------------------------
 
+def _flat(t: Tensor, *lead: int) -> Tensor:
+    """``t`` as a C-contiguous numpy array ``[*lead, M, last]`` (no copy for contiguous ``t``)."""
+    return t.reshape(*lead, -1, t.shape[-1]).numpy()
+
+
+def _gates(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Forget gate ``sigmoid(a_f)`` and input current ``relu(a_i)``, contiguous ``[T, *batch, H]``
+    (torch's vectorised kernels: the same values as the reference's)."""
+    hidden = x.shape[-1] // 2
+    return torch.sigmoid(x[..., :hidden]), torch.relu(x[..., hidden:])
+
+
 def _numba_forward(x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset, surrogate_id,
                    alpha, spiking):
     from . import _numba_kernels as nk
 
-    T, M, H2 = x.shape
-    H = H2 // 2
+    T = x.shape[0]
+    fg, ig = _gates(x)
     np_dtype = x.numpy().dtype.type
-    spike = torch.empty((T, M, H), dtype=x.dtype)
+    spike = x.new_empty((*x.shape[:-1], x.shape[-1] // 2))
     h_seq = torch.empty_like(spike)
     c_seq = torch.empty_like(spike)
-    v_out = torch.empty((M, H), dtype=x.dtype)
-    c_out = torch.empty_like(v_out)
-    mask = reset_mask if reset_mask is not None else torch.zeros((1, 1), dtype=x.dtype)
-    nk.grsn_forward(
-        x.numpy(), v0.numpy(), c0.numpy(), beta.numpy(), mask.numpy(), reset_mask is not None,
-        np_dtype(v_threshold), np_dtype(v_reset), hard_reset, surrogate_id, np_dtype(alpha),
-        spiking, spike.numpy(), h_seq.numpy(), c_seq.numpy(), v_out.numpy(), c_out.numpy(),
+    v_out = torch.empty_like(v0)
+    c_out = torch.empty_like(c0)
+    mask = (reset_mask.reshape(T, -1) if reset_mask is not None
+            else torch.zeros((1, 1), dtype=x.dtype))
+    kernel = nk.forward_kernel(reset_mask is not None, hard_reset, surrogate_id, spiking)
+    kernel(
+        _flat(fg, T), _flat(ig, T), _flat(v0), _flat(c0), beta.numpy(), mask.numpy(),
+        np_dtype(v_threshold), np_dtype(v_reset), np_dtype(alpha), _flat(spike, T), _flat(h_seq, T), _flat(c_seq, T), _flat(v_out), _flat(c_out),
     )
     return spike, h_seq, c_seq, v_out, c_out
 
@@ -75,20 +88,24 @@ def _numba_backward(g_spike, g_h, g_c, g_v, g_cT, x, v0, c0, beta, reset_mask, h
                     v_threshold, v_reset, hard_reset, detach_reset, surrogate_id, alpha, spiking):
     from . import _numba_kernels as nk
 
+    T = x.shape[0]
+    fg, ig = _gates(x)
     np_dtype = x.numpy().dtype.type
     gx = torch.empty_like(x)
     gv0 = torch.empty_like(v0)
     gc0 = torch.empty_like(c0)
     gbeta = torch.empty_like(v0)
-    mask = reset_mask if reset_mask is not None else torch.zeros((1, 1), dtype=x.dtype)
-    nk.grsn_backward(
-        g_spike.numpy(), g_h.numpy(), g_c.numpy(), g_v.numpy(), g_cT.numpy(), x.numpy(),
-        v0.numpy(), c0.numpy(), beta.numpy(), mask.numpy(), reset_mask is not None,
-        h_seq.numpy(), c_seq.numpy(), np_dtype(v_threshold), np_dtype(v_reset), hard_reset,
-        detach_reset, surrogate_id, np_dtype(alpha), spiking,
-        gx.numpy(), gv0.numpy(), gc0.numpy(), gbeta.numpy(),
+    mask = (reset_mask.reshape(T, -1) if reset_mask is not None
+            else torch.zeros((1, 1), dtype=x.dtype))
+    kernel = nk.backward_kernel(reset_mask is not None, hard_reset, detach_reset, surrogate_id,
+                                spiking)
+    kernel(
+        _flat(g_spike, T), _flat(g_h, T), _flat(g_c, T), _flat(g_v), _flat(g_cT), _flat(fg, T),
+        _flat(ig, T), _flat(v0), _flat(c0), beta.numpy(), mask.numpy(), _flat(h_seq, T),
+        _flat(c_seq, T), np_dtype(v_threshold), np_dtype(v_reset), np_dtype(alpha),
+        _flat(gx, T), _flat(gv0), _flat(gc0), _flat(gbeta),
     )
-    return gx, gv0, gc0, gbeta.sum(0)
+    return gx, gv0, gc0, gbeta.reshape(-1, gbeta.shape[-1]).sum(0)
 
 
 @torch.library.custom_op("grsn_sj::multi_step_forward", mutates_args=(), device_types="cpu")
@@ -106,8 +123,10 @@ def multi_step_forward(
     alpha: float,
     spiking: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Fused forward. ``x [T, M, 2H]``, ``v0, c0 [M, H]``, ``beta [H]``, ``reset_mask [T, M]``
-    or None; all contiguous and of one dtype. Returns ``(spike, h_seq, c_seq, v, c)``.
+    """Fused forward. ``x [T, *batch, 2H]``, ``v0, c0 [*batch, H]``, ``beta [H]``,
+    ``reset_mask [T, *batch]`` or None; all contiguous and of one dtype (``*batch`` may be
+    several dimensions: the kernels see them flattened to one row index ``M``). Returns
+    ``(spike, h_seq, c_seq, v, c)`` shaped ``[T, *batch, H]`` and ``[*batch, H]``.
     ``detach_reset`` only matters for the backward; it is an argument so autograd sees it."""
     return _numba_forward(x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset,
                           surrogate_id, alpha, spiking)
@@ -116,9 +135,8 @@ def multi_step_forward(
 @multi_step_forward.register_fake
 def _(x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset, detach_reset, surrogate_id,
       alpha, spiking):
-    T, M, H2 = x.shape
-    seq = x.new_empty((T, M, H2 // 2))
-    state = x.new_empty((M, H2 // 2))
+    seq = x.new_empty((*x.shape[:-1], x.shape[-1] // 2))
+    state = torch.empty_like(v0)
     return seq, torch.empty_like(seq), torch.empty_like(seq), state, torch.empty_like(state)
 
 
@@ -335,30 +353,18 @@ def grsn_multi_step(
                                          surrogate_function, detach_reset, reset_mask)
 
     sid, alpha, spiking = surrogate_spec(surrogate_function)
-    T, two_h = x_seq.shape[0], x_seq.shape[-1]
-    hidden = two_h // 2
-    batch_shape = x_seq.shape[1:-1]
     out_dtype = x_seq.dtype
     compute_dtype = out_dtype
     if chosen == "numba" and out_dtype not in (torch.float32, torch.float64):
         compute_dtype = torch.float32
-    x = x_seq.reshape(T, -1, two_h).to(compute_dtype).contiguous()
-    m = x.shape[1]
-    v0 = v.reshape(m, hidden).to(compute_dtype).contiguous()
-    c0 = c.reshape(m, hidden).to(compute_dtype).contiguous()
-    beta_vec = _beta_vector(beta, hidden, x)
+    x = x_seq.to(compute_dtype).contiguous()
+    v0 = v.to(compute_dtype).contiguous()
+    c0 = c.to(compute_dtype).contiguous()
+    beta_vec = _beta_vector(beta, x.shape[-1] // 2, x)
     mask = None
     if reset_mask is not None:
-        mask = reset_mask.reshape(T, m).to(dtype=compute_dtype, device=x.device).contiguous()
-    spike, h_seq, c_seq, v_out, c_out = multi_step_forward(
+        mask = (reset_mask != 0).to(dtype=compute_dtype, device=x.device).contiguous()
+    out = multi_step_forward(
         x, v0, c0, beta_vec, mask, v_threshold, 0.0 if v_reset is None else v_reset,
         v_reset is not None, bool(detach_reset), sid, alpha, spiking)
-    seq_shape = (T, *batch_shape, hidden)
-    state_shape = (*batch_shape, hidden)
-    return GRSNSequence(
-        spike.reshape(seq_shape).to(out_dtype),
-        h_seq.reshape(seq_shape).to(out_dtype),
-        c_seq.reshape(seq_shape).to(out_dtype),
-        v_out.reshape(state_shape).to(out_dtype),
-        c_out.reshape(state_shape).to(out_dtype),
-    )
+    return GRSNSequence(*(t.to(out_dtype) for t in out))

@@ -1,0 +1,285 @@
+"""The GRSN neuron as a SpikingJelly 2.x node, and the Linear + GRSN block.
+
+:class:`GRSNNode` follows SpikingJelly 2.0's node contract: a pure
+``single_step_functional_forward`` with explicit states (it calls
+:func:`grsn_sj.functional.grsn_step`), ``materialize_states`` for scalar or stale memories,
+``register_memory`` for ``v`` and ``c``, step modes ``'s'`` and ``'m'``, and a fused
+``multi_step_functional_forward`` (numba on the CPU, CuPy on CUDA) that is used only when the
+subclass did not override the single step (as SpikingJelly's ``LIFNode`` guards it).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from spikingjelly.activation_based import surrogate
+from spikingjelly.activation_based.neuron import BaseNode
+
+from .functional import (
+    apply_episode_start,
+    beta_from_tau,
+    check_tau,
+    check_threshold,
+    check_v_reset,
+    grsn_step,
+    initial_membrane,
+)
+from .ops import BACKENDS, grsn_multi_step
+
+__all__ = ["GRSNNode", "GRSN"]
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    return backend
+
+
+class GRSNNode(BaseNode):
+    r"""Gated recurrent spiking neuron (GRSN, Qin et al. 2024) as a SpikingJelly node.
+
+    The input holds the two gate pre-activations concatenated on the last dimension,
+    ``[..., 2H] = [forget | input]`` (a ``Linear(in, 2H)`` in front computes them; see
+    :class:`GRSN`); the output is spikes ``[..., H]``. Per neuron and step:
+
+    .. math::
+
+        F_t = \sigma(a^f_t),\quad I_t = \mathrm{relu}(a^i_t),\quad
+        c_t = F_t c_{t-1} + (1 - F_t) I_t,\quad
+        h_t = \beta v_{t-1} + (1 - \beta) c_t,\quad
+        s_t = \Theta(h_t - \vartheta)
+
+    then soft reset ``v_t = h_t - \vartheta s_t`` (``v_reset=None``) or hard reset
+    ``v_t = (1 - s_t) h_t + s_t v_{reset}``. Memories: ``v`` (membrane after reset) and ``c``
+    (gated current), both shaped like the output.
+
+    :param tau: membrane time constant, ``beta = 1 - 1/tau`` (>= 1; the paper uses 2).
+    :param v_threshold: firing threshold (> 0). A neuron fires when ``h >= v_threshold``.
+    :param v_reset: ``None`` for soft reset (default, as in the paper), a float for hard reset.
+    :param surrogate_function: SpikingJelly surrogate; ``ATan`` and ``Sigmoid`` have fused kernels,
+        any other runs through the torch reference.
+    :param detach_reset: detach the spike used in the reset from the graph.
+    :param learnable_tau: learn a per-neuron decay ``beta = sigmoid(w)``, ``w`` initialised so
+        that ``beta = 1 - 1/tau``; needs ``size`` (and ``tau > 1``).
+    :param size: number of neurons ``H``; required when ``learnable_tau``; when given, the input's
+        last dimension is checked to be ``2 * size``.
+    :param step_mode: ``'s'`` (input ``[N, *, 2H]``) or ``'m'`` (input ``[T, N, *, 2H]``).
+    :param backend: ``'auto'``, ``'torch'`` (reference loop), ``'numba'`` (fused CPU op) or
+        ``'cupy'`` (fused CUDA op); used in multi-step mode.
+    :param store_v_seq: as in SpikingJelly (records the post-reset membrane per step; this runs
+        the per-step path).
+
+    Episode starts: ``forward(x, episode_starts)`` takes an optional mask shaped like the output
+    without its last dimension (``[N, *]`` single-step, ``[T, N, *]`` multi-step); where it is
+    nonzero the state goes back to its initial value (``v`` to 0, or ``v_reset`` for hard reset;
+    ``c`` to 0) before that step. As with SpikingJelly's ``BaseNode``, a stored state whose shape
+    does not match the input (a new batch size) is replaced by the initial state.
+
+    Example::
+
+        >>> import torch
+        >>> from spikingjelly.activation_based import functional
+        >>> from grsn_sj import GRSNNode
+        >>> node = GRSNNode(step_mode="m")
+        >>> spikes = node(torch.randn(8, 4, 2 * 16))   # T=8, N=4, H=16
+        >>> spikes.shape
+        torch.Size([8, 4, 16])
+        >>> functional.reset_net(node)
+    """
+
+    def __init__(
+        self,
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        v_reset: Optional[float] = None,
+        surrogate_function: surrogate.SurrogateFunctionBase = surrogate.ATan(),
+        detach_reset: bool = False,
+        learnable_tau: bool = False,
+        size: Optional[int] = None,
+        step_mode: str = "s",
+        backend: str = "auto",
+        store_v_seq: bool = False,
+    ):
+        tau = check_tau(tau)
+        v_threshold = check_threshold(v_threshold)
+        v_reset = check_v_reset(v_reset)
+        if not isinstance(detach_reset, bool):
+            raise TypeError(f"detach_reset must be a bool, got {type(detach_reset).__name__}")
+        if not callable(surrogate_function):
+            raise TypeError("surrogate_function must be a SpikingJelly surrogate module, e.g. "
+                            "surrogate.ATan()")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f"size (number of neurons H) must be a positive int, got {size!r}")
+        if learnable_tau and size is None:
+            raise ValueError("learnable_tau=True needs size=H (the number of neurons) to create "
+                             "one decay parameter per neuron")
+        if learnable_tau and tau == 1.0:
+            raise ValueError("learnable_tau needs tau > 1 (beta = sigmoid(w) cannot start at 0)")
+        super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
+                         store_v_seq)
+        self.register_memory("c", 0.0)
+        self.tau = tau
+        self.size = size
+        self.learnable_tau = bool(learnable_tau)
+        self.backend = _check_backend(backend)
+        if self.learnable_tau:
+            beta0 = 1.0 - 1.0 / tau
+            self.w = nn.Parameter(torch.full((size,), math.log(beta0 / (1.0 - beta0))))
+
+    # ---------------------------------------------------------------- parameters
+    @property
+    def beta(self):
+        """Membrane decay: ``sigmoid(w)`` (``[H]`` tensor) if learnable, else ``1 - 1/tau``."""
+        if self.learnable_tau:
+            return torch.sigmoid(self.w)
+        return beta_from_tau(self.tau)
+
+    def extra_repr(self):
+        return (f"tau={self.tau}, v_threshold={self.v_threshold}, v_reset={self.v_reset}, "
+                f"detach_reset={self.detach_reset}, learnable_tau={self.learnable_tau}, "
+                f"size={self.size}, surrogate={type(self.surrogate_function).__name__}"
+                f"(alpha={getattr(self.surrogate_function, 'alpha', None)}), "
+                f"step_mode={self.step_mode}, backend={self.backend}")
+
+    # ---------------------------------------------------------------- states
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"GRSNNode expects a torch.Tensor, got {type(x).__name__}")
+        two_h = x.shape[-1] if x.dim() else 0
+        if two_h == 0 or two_h % 2:
+            raise ValueError(
+                f"GRSNNode input's last dimension holds [forget | input] pre-activations and must "
+                f"be 2*H > 0, got shape {tuple(x.shape)}; put a Linear(in, 2*H) in front "
+                f"(grsn_sj.GRSN does)")
+        if self.size is not None and two_h != 2 * self.size:
+            raise ValueError(f"GRSNNode(size={self.size}) expects a last dimension of "
+                             f"{2 * self.size}, got {two_h}")
+
+    def materialize_states(self, inputs, states, step_mode):
+        x = inputs[0]
+        if step_mode == "m":
+            if x.dim() < 2 or x.shape[0] == 0:
+                raise ValueError(f"multi-step input must be [T, N, ..., 2H] with T >= 1, got "
+                                 f"shape {tuple(x.shape)}")
+            x = x[0]
+        self._check_input(x)
+        shape = (*x.shape[:-1], x.shape[-1] // 2)
+        out = []
+        for value, init in zip(states, (initial_membrane(self.v_reset), 0.0)):
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+                value = torch.full(shape, init, dtype=x.dtype, device=x.device)
+            elif value.dtype != x.dtype or value.device != x.device:
+                value = value.to(dtype=x.dtype, device=x.device)
+            out.append(value)
+        return tuple(out)
+
+    def _check_mask(self, mask: torch.Tensor, x: torch.Tensor) -> None:
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"episode_starts must be a torch.Tensor, got {type(mask).__name__}")
+        if tuple(mask.shape) != tuple(x.shape[:-1]):
+            raise ValueError(f"episode_starts must have shape {tuple(x.shape[:-1])} (the input "
+                             f"without its last dimension), got {tuple(mask.shape)}")
+
+    # ---------------------------------------------------------------- functional forward
+    def single_step_functional_forward(self, inputs, states, **kwargs):
+        """One step with explicit state: ``inputs = (x,)`` or ``(x, episode_start)``,
+        ``states = (v, c)``; returns ``((spike,), (v, c))``."""
+        x = inputs[0]
+        v, c = states
+        if len(inputs) > 1:
+            self._check_mask(inputs[1], x)
+            v, c = apply_episode_start(v, c, inputs[1], self.v_reset)
+        hidden = x.shape[-1] // 2
+        spike, v, c = grsn_step(x[..., :hidden], x[..., hidden:], v, c, self.beta,
+                                self.v_threshold, self.v_reset, self.surrogate_function,
+                                self.detach_reset)
+        return (spike,), (v, c)
+
+    def _step_overridden(self) -> bool:
+        return (type(self).single_step_functional_forward
+                is not GRSNNode.single_step_functional_forward)
+
+    def multi_step_functional_forward(self, inputs, states, **kwargs):
+        """``T`` steps with explicit state through the fused op (``inputs = (x_seq,)`` or
+        ``(x_seq, episode_starts)``); a subclass that overrides the single step gets the
+        per-step loop over its own step instead."""
+        if self._step_overridden():
+            return super().multi_step_functional_forward(inputs, states, **kwargs)
+        mask = inputs[1] if len(inputs) > 1 else None
+        seq = grsn_multi_step(inputs[0], states[0], states[1], self.beta, self.v_threshold,
+                              self.v_reset, self.surrogate_function, self.detach_reset,
+                              reset_mask=mask, backend=self.backend)
+        return (seq.spike_seq,), (seq.v, seq.c)
+
+    # ---------------------------------------------------------------- module forward
+    def single_step_forward(self, x: torch.Tensor, episode_starts: Optional[torch.Tensor] = None):
+        args = () if episode_starts is None else (episode_starts,)
+        return super().single_step_forward(x, *args)
+
+    def multi_step_forward(self, x_seq: torch.Tensor,
+                           episode_starts: Optional[torch.Tensor] = None):
+        args = () if episode_starts is None else (episode_starts,)
+        return super().multi_step_forward(x_seq, *args)
+
+    def _v_seq_source(self):
+        return self.v
+
+
+class GRSN(nn.Module):
+    """``Linear(in_features, 2 * hidden_features)`` followed by a :class:`GRSNNode`.
+
+    The block a SpikingJelly user drops into ``nn.Sequential``: input ``[N, in]`` (step mode
+    ``'s'``) or ``[T, N, in]`` (``'m'``), output spikes with ``hidden_features`` on the last
+    dimension. ``functional.reset_net`` / ``set_step_mode`` reach its node.
+
+    :param in_features: input features.
+    :param hidden_features: number of GRSN neurons ``H``.
+    :param bias: whether the gate projection has a bias.
+    :param forget_bias: initial value of the forget-gate bias (0 as in the paper; positive values
+        make the gated current keep more of its past at initialisation).
+    :param node_kwargs: everything :class:`GRSNNode` accepts (tau, v_threshold, v_reset,
+        surrogate_function, detach_reset, learnable_tau, step_mode, backend).
+
+    Example::
+
+        >>> import torch, torch.nn as nn
+        >>> from spikingjelly.activation_based import functional
+        >>> from grsn_sj import GRSN
+        >>> net = nn.Sequential(GRSN(4, 32, step_mode="m"), nn.Linear(32, 2))
+        >>> net(torch.randn(10, 3, 4)).shape
+        torch.Size([10, 3, 2])
+        >>> functional.reset_net(net)
+    """
+
+    def __init__(self, in_features: int, hidden_features: int, bias: bool = True,
+                 forget_bias: float = 0.0, **node_kwargs):
+        super().__init__()
+        for name, value in (("in_features", in_features), ("hidden_features", hidden_features)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.in_features = in_features
+        self.hidden_features = hidden_features
+        self.fc = nn.Linear(in_features, 2 * hidden_features, bias=bias)
+        if bias:
+            with torch.no_grad():
+                self.fc.bias[:hidden_features].fill_(float(forget_bias))
+        self.node = GRSNNode(size=hidden_features, **node_kwargs)
+
+    @property
+    def step_mode(self) -> str:
+        return self.node.step_mode
+
+    @step_mode.setter
+    def step_mode(self, value: str) -> None:
+        self.node.step_mode = value
+
+    def forward(self, x: torch.Tensor, episode_starts: Optional[torch.Tensor] = None):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"GRSN expects a torch.Tensor, got {type(x).__name__}")
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"GRSN({self.in_features}, {self.hidden_features}) expects "
+                             f"{self.in_features} features on the last dimension, got shape "
+                             f"{tuple(x.shape)}")
+        return self.node(self.fc(x), episode_starts)

@@ -1,0 +1,140 @@
+"""An ``nn.LSTM``-like multi-layer GRSN for recurrent policies (explicit state, episode starts)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from spikingjelly.activation_based import surrogate
+
+from .functional import initial_membrane
+from .neuron import GRSN
+
+__all__ = ["RecurrentGRSN"]
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+class RecurrentGRSN(nn.Module):
+    """Stacked GRSN layers with explicit state, the drop-in memory core of a recurrent policy.
+
+    Layer ``l`` is ``Linear(in_l, 2H) -> GRSNNode`` (a :class:`~grsn_sj.GRSN` block); layer 1
+    sees the input, layer ``l + 1`` the spikes of layer ``l``. The whole sequence of each layer
+    goes through the fused multi-step op in one call (numba on the CPU, CuPy on CUDA), including
+    the episode-start resets.
+
+    ``forward(input, state=None, episode_starts=None) -> (output, (v, c))``:
+
+    * ``input``: ``[T, N, input_size]`` (time first, like ``nn.LSTM`` with
+      ``batch_first=False``).
+    * ``state``: ``None`` (initial state) or ``(v, c)``, each ``[num_layers, N, hidden_size]``:
+      membrane after reset and gated current per layer -- the two slots an LSTM's ``(h, c)``
+      occupies, so RecurrentPPO's state buffers fit unchanged.
+    * ``episode_starts``: ``None`` or ``[T, N]``; where nonzero, that row's state (every layer)
+      goes back to its initial value before step ``t``.
+    * ``output``: spikes of the last layer, ``[T, N, hidden_size]``.
+
+    The module keeps no state between calls (unlike a SpikingJelly node in stateful use): the
+    caller threads ``(v, c)`` like an ``nn.LSTM``'s ``(h, c)``.
+
+    :param input_size: features of the input.
+    :param hidden_size: neurons per layer ``H``.
+    :param num_layers: stacked GRSN layers.
+    :param bias: gate projections with bias.
+    :param forget_bias: initial forget-gate bias of every layer (0 = the paper).
+    :param tau, v_threshold, v_reset, surrogate_function, detach_reset, learnable_tau, backend:
+        neuron options, see :class:`~grsn_sj.GRSNNode`.
+
+    Example::
+
+        >>> import torch
+        >>> from grsn_sj import RecurrentGRSN
+        >>> core = RecurrentGRSN(4, 32, num_layers=2)
+        >>> out, (v, c) = core(torch.randn(16, 8, 4))
+        >>> out.shape, v.shape
+        (torch.Size([16, 8, 32]), torch.Size([2, 8, 32]))
+        >>> starts = torch.zeros(16, 8); starts[5, 0] = 1   # row 0 starts a new episode at t=5
+        >>> out, state = core(torch.randn(16, 8, 4), (v, c), episode_starts=starts)
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        forget_bias: float = 0.0,
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        v_reset: Optional[float] = None,
+        surrogate_function: surrogate.SurrogateFunctionBase = surrogate.ATan(),
+        detach_reset: bool = False,
+        learnable_tau: bool = False,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.layers = nn.ModuleList(
+            GRSN(input_size if i == 0 else hidden_size, hidden_size, bias=bias,
+                 forget_bias=forget_bias, tau=tau, v_threshold=v_threshold, v_reset=v_reset,
+                 surrogate_function=surrogate_function, detach_reset=detach_reset,
+                 learnable_tau=learnable_tau, step_mode="m", backend=backend)
+            for i in range(num_layers)
+        )
+
+    @property
+    def v_reset(self) -> Optional[float]:
+        return self.layers[0].node.v_reset
+
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> State:
+        """The state at an episode start: ``v`` = 0 (or ``v_reset``), ``c`` = 0."""
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        v = torch.full(shape, initial_membrane(self.v_reset), device=device, dtype=dtype)
+        return v, torch.zeros(shape, device=device, dtype=dtype)
+
+    def _check(self, x: torch.Tensor, state: Optional[State],
+               episode_starts: Optional[torch.Tensor]) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(f"input must be [T, N, input_size={self.input_size}], got shape "
+                             f"{tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError("input has T = 0 time steps; pass at least one step")
+        if state is not None:
+            if not (isinstance(state, (tuple, list)) and len(state) == 2):
+                raise TypeError("state must be None or a tuple (v, c) of two tensors")
+            want = (self.num_layers, x.shape[1], self.hidden_size)
+            for name, s in zip(("v", "c"), state):
+                if not isinstance(s, torch.Tensor) or tuple(s.shape) != want:
+                    got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+                    raise ValueError(f"state {name} must be [num_layers, N, hidden_size] = "
+                                     f"{want}, got {got}")
+        if episode_starts is not None:
+            if not isinstance(episode_starts, torch.Tensor):
+                raise TypeError("episode_starts must be a torch.Tensor [T, N]")
+            if tuple(episode_starts.shape) != tuple(x.shape[:2]):
+                raise ValueError(f"episode_starts must be [T, N] = {tuple(x.shape[:2])}, got "
+                                 f"{tuple(episode_starts.shape)}")
+
+    def forward(self, input: torch.Tensor, state: Optional[State] = None,
+                episode_starts: Optional[torch.Tensor] = None):
+        self._check(input, state, episode_starts)
+        if state is None:
+            state = self.initial_state(input.shape[1], input.device, input.dtype)
+        extra = () if episode_starts is None else (episode_starts,)
+        x = input
+        vs, cs = [], []
+        for i, layer in enumerate(self.layers):
+            node = layer.node
+            (x,), (v, c) = node.multi_step_functional_forward(
+                (layer.fc(x), *extra), (state[0][i], state[1][i]))
+            vs.append(v)
+            cs.append(c)
+        return x, (torch.stack(vs), torch.stack(cs))

@@ -1,0 +1,138 @@
+"""RecurrentGRSN: the nn.LSTM-like multi-layer module with explicit state and episode starts."""
+import pytest
+import torch
+
+from grsn_sj import GRSNNode, RecurrentGRSN, ops
+
+
+def _core(backend="numba", seed=0, **kw):
+    torch.manual_seed(seed)
+    core = RecurrentGRSN(5, 16, backend=backend, **kw)
+    with torch.no_grad():  # larger weights so that every layer fires
+        for layer in core.layers:
+            layer.fc.weight.mul_(4.0)
+            layer.fc.bias[16:].add_(1.0)
+    return core
+
+
+def _x(T=10, N=6, seed=1):
+    return torch.randn(T, N, 5, generator=torch.Generator().manual_seed(seed))
+
+
+def test_shapes_and_attributes():
+    core = _core(num_layers=3)
+    out, (v, c) = core(_x())
+    assert out.shape == (10, 6, 16)
+    assert v.shape == c.shape == (3, 6, 16)
+    assert (core.input_size, core.hidden_size, core.num_layers) == (5, 16, 3)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_layers_compose_spikes_of_the_layer_below():
+    core = _core(num_layers=2)
+    x = _x()
+    out, (v, c) = core(x)
+    nodes = [GRSNNode(step_mode="m") for _ in range(2)]
+    h1 = nodes[0](core.layers[0].fc(x))
+    assert h1.sum() > 0
+    h2 = nodes[1](core.layers[1].fc(h1))
+    assert torch.equal(out, h2)
+    torch.testing.assert_close(v[1], nodes[1].v)
+    torch.testing.assert_close(c[0], nodes[0].c)
+
+
+def test_state_threading_equals_one_call():
+    core = _core(num_layers=2)
+    x = _x(T=12)
+    out, state = core(x)
+    a, s1 = core(x[:5])
+    b, s2 = core(x[5:], s1)
+    assert torch.equal(out, torch.cat([a, b]))
+    for p, q in zip(state, s2):
+        torch.testing.assert_close(p, q)
+
+
+@pytest.mark.parametrize("v_reset", [None, -0.25])
+def test_episode_starts_equal_fresh_runs(v_reset):
+    core = _core(num_layers=2, v_reset=v_reset)
+    x = _x(T=10, N=4)
+    _, warm = core(_x(T=3, N=4, seed=5))  # a non-trivial incoming state
+    starts = torch.zeros(10, 4)
+    starts[0, 0] = 1
+    starts[6, 2] = 1
+    out, _ = core(x, warm, episode_starts=starts)
+    fresh0, _ = core(x[:, 0:1])
+    assert torch.equal(out[:, 0:1], fresh0)
+    fresh2, _ = core(x[6:, 2:3])
+    assert torch.equal(out[6:, 2:3], fresh2)
+    no_reset, _ = core(x, warm)
+    assert torch.equal(out[:, [1, 3]], no_reset[:, [1, 3]])
+    assert not torch.equal(out[:, 0], no_reset[:, 0])
+
+
+def test_initial_state_follows_the_reset_mode():
+    v, c = RecurrentGRSN(3, 4, num_layers=2, v_reset=-0.5).initial_state(7)
+    assert v.shape == (2, 7, 4) and torch.all(v == -0.5) and torch.all(c == 0)
+
+
+def test_episode_starts_stay_inside_the_fused_op(monkeypatch):
+    """With a fused backend the reference loop (the per-step Python path) is never entered."""
+    def boom(*a, **k):
+        raise AssertionError("per-step reference loop called")
+
+    monkeypatch.setattr(ops, "grsn_multi_step_reference", boom)
+    starts = torch.zeros(10, 6)
+    starts[3] = 1
+    out, _ = _core(num_layers=2)(_x(), episode_starts=starts)
+    assert out.shape == (10, 6, 16)
+
+
+@pytest.mark.parametrize("learnable_tau", [False, True])
+def test_numba_and_torch_backends_agree_with_gradients(learnable_tau):
+    x = _x()
+    starts = (torch.rand(10, 6, generator=torch.Generator().manual_seed(2)) < 0.2).float()
+    results = []
+    for backend in ("numba", "torch"):
+        core = _core(backend=backend, num_layers=2, learnable_tau=learnable_tau)
+        xx = x.clone().requires_grad_()
+        out, (v, c) = core(xx, episode_starts=starts)
+        (out.sum() + 0.5 * v.sum() + 0.25 * c.sum()).backward()
+        results.append((out, v, c, xx.grad, [p.grad for p in core.parameters()]))
+    (o1, v1, c1, g1, p1), (o2, v2, c2, g2, p2) = results
+    assert torch.equal(o1, o2)
+    torch.testing.assert_close(v1, v2)
+    torch.testing.assert_close(c1, c2)
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+    for a, b in zip(p1, p2):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_keeps_no_state_between_calls():
+    core = _core()
+    x = _x()
+    a, _ = core(x)
+    b, _ = core(x)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("call, err, match", [
+    (lambda m: m(torch.zeros(4, 5)), ValueError, "\\[T, N, input_size=5\\]"),
+    (lambda m: m(torch.zeros(4, 2, 6)), ValueError, "input_size=5"),
+    (lambda m: m(torch.zeros(0, 2, 5)), ValueError, "T = 0"),
+    (lambda m: m(torch.zeros(4, 2, 5), (torch.zeros(2, 2, 16), torch.zeros(2, 2, 16))),
+     ValueError, "num_layers, N, hidden_size"),
+    (lambda m: m(torch.zeros(4, 2, 5), torch.zeros(1, 2, 16)), TypeError, "tuple \\(v, c\\)"),
+    (lambda m: m(torch.zeros(4, 2, 5), episode_starts=torch.zeros(4, 3)), ValueError,
+     "episode_starts must be \\[T, N\\]"),
+    (lambda m: m([[0.0]]), TypeError, "torch.Tensor"),
+])
+def test_bad_input(call, err, match):
+    with pytest.raises(err, match=match):
+        call(RecurrentGRSN(5, 16))
+
+
+def test_bad_construction():
+    with pytest.raises(ValueError, match="num_layers"):
+        RecurrentGRSN(5, 16, num_layers=0)
+    with pytest.raises(ValueError, match="unknown backend"):
+        RecurrentGRSN(5, 16, backend="fast")
