@@ -1,6 +1,8 @@
 """Stable-Baselines3-facing pieces of grsn_sj: recurrent spiking policies for sb3-contrib's
 RecurrentPPO, the POMDP task suite (registered with gymnasium on import) and the PettingZoo
 parameter-sharing VecEnv."""
+from .callbacks import FiringRateCallback
+from .cores import GRSNCore, LIFCore, NoTAPCore, SpikingCore
 from .envs import (
     CueRecallEnv,
     ObservationSubsetWrapper,
@@ -10,9 +12,20 @@ from .envs import (
     register_envs,
 )
 
+from .recurrent import GRSNPolicy, LIFPolicy, NoTAPPolicy, SpikingRecurrentPolicy
+
 register_envs()
 
 __all__ = [
+    "FiringRateCallback",
+    "GRSNCore",
+    "GRSNPolicy",
+    "LIFCore",
+    "LIFPolicy",
+    "NoTAPCore",
+    "NoTAPPolicy",
+    "SpikingCore",
+    "SpikingRecurrentPolicy",
     "CueRecallEnv",
     "ObservationSubsetWrapper",
     "POMDP_ENV_IDS",

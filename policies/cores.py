@@ -1,0 +1,182 @@
+"""Memory cores for the recurrent policies: GRSN under TAP, LIF under TAP, spiking without TAP.
+
+Every core has the interface RecurrentPPO expects of ``policy.lstm_actor`` (``num_layers``,
+``hidden_size``, ``input_size``) and one call:
+
+``core(features [T, N, F], state (a, b) each [num_layers, N, hidden_size], episode_starts [T, N])
+-> (latent [T, N, output_dim], (a, b))``
+
+The state travels in the two slots of an LSTM's ``(h, c)``, so sb3-contrib's buffers, ``predict``
+and ``evaluate_policy`` work unchanged. Zeros in both slots always mean "episode start" (that is
+what RecurrentPPO and ``predict(state=None)`` pass).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from spikingjelly.activation_based import functional as sj_functional
+from spikingjelly.activation_based import surrogate
+
+from grsn_sj import RecurrentGRSN
+from grsn_sj.functional import check_tau, check_threshold, check_v_reset, initial_membrane
+
+__all__ = ["SpikingCore", "GRSNCore", "LIFCore", "NoTAPCore"]
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+class SpikingCore(nn.Module):
+    """Common part of the cores: the optional observation shortcut of the readout and the
+    firing-rate counter (of the readout layer) that :class:`policies.FiringRateCallback` logs.
+
+    ``readout="spikes"``: the latent is the spikes of the last layer. ``"spikes+obs"``: spikes
+    concatenated with ``tanh(Linear(features, shortcut_dim))``, the paper's "shortcut"
+    embedding of the current observation (spec §5).
+    """
+
+    READOUTS = ("spikes", "spikes+obs")
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, readout: str,
+                 shortcut_dim: int):
+        super().__init__()
+        if readout not in self.READOUTS:
+            raise ValueError(f"readout must be one of {self.READOUTS}, got {readout!r}")
+        for name, value in (("hidden size", hidden_size), ("number of layers", num_layers),
+                            ("shortcut_dim", shortcut_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.readout = readout
+        self.shortcut = (nn.Sequential(nn.Linear(input_size, shortcut_dim), nn.Tanh())
+                         if readout == "spikes+obs" else None)
+        self.output_dim = hidden_size + (shortcut_dim if self.shortcut is not None else 0)
+        self.register_buffer("spike_sum", torch.zeros((), dtype=torch.float64),
+                             persistent=False)
+        self.register_buffer("neuron_steps", torch.zeros((), dtype=torch.float64),
+                             persistent=False)
+
+    def reset_firing_stats(self) -> None:
+        self.spike_sum.zero_()
+        self.neuron_steps.zero_()
+
+    def firing_rate(self) -> float:
+        """Mean firing rate of the readout layer (spikes per neuron per step) since the last
+        :meth:`reset_firing_stats`; NaN if no step was taken."""
+        return float(self.spike_sum / self.neuron_steps)
+
+    def _count(self, spikes: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.spike_sum += spikes.sum(dtype=torch.float64)
+            self.neuron_steps += spikes.numel()
+
+    def _readout(self, spikes: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        if self.shortcut is None:
+            return spikes
+        return torch.cat([spikes, self.shortcut(features)], dim=-1)
+
+
+class GRSNCore(SpikingCore):
+    """GRSN under TAP: a :class:`grsn_sj.RecurrentGRSN`, one neuron update per env step, state
+    carried across steps and reset at episode starts inside the fused op.
+
+    State slots: ``(v - v_init, c)`` per layer (``v_init`` = 0 for soft reset, ``v_reset`` for
+    hard reset), so that all-zero slots are exactly the initial state.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 readout: str = "spikes", shortcut_dim: int = 32, **grsn_kwargs):
+        super().__init__(input_size, hidden_size, num_layers, readout, shortcut_dim)
+        self.grsn = RecurrentGRSN(input_size, hidden_size, num_layers, **grsn_kwargs)
+        self._v_init = initial_membrane(self.grsn.v_reset)
+
+    def forward(self, features: torch.Tensor, state: State,
+                episode_starts: torch.Tensor) -> tuple[torch.Tensor, State]:
+        v, c = state
+        spikes, (v, c) = self.grsn(features, (v + self._v_init, c), episode_starts=episode_starts)
+        self._count(spikes)
+        return self._readout(spikes, features), (v - self._v_init, c)
+
+
+class LIFCore(SpikingCore):
+    """LIF under TAP (spec §4 baseline): ``Linear(in, H)`` then a LIF neuron (SpikingJelly's
+    ``lif_step``: ``h = v + (x - v) / tau``, fire at ``h >= theta``), per layer; the membrane is
+    carried across env steps and reset at episode starts. No gate: memory only through the
+    membrane leak. State slots: ``(v - v_init, 0)``. ``input_bias`` is added to the initial
+    bias of each Linear (as for GRSN's input gate).
+
+    Sequences without an episode start use SpikingJelly's fused ``lif_multi_step``; a sequence
+    with starts is cut into segments at the starts.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 readout: str = "spikes", shortcut_dim: int = 32, input_bias: float = 0.0,
+                 tau: float = 2.0, v_threshold: float = 1.0, v_reset: Optional[float] = None,
+                 surrogate_function=surrogate.ATan(), detach_reset: bool = False):
+        super().__init__(input_size, hidden_size, num_layers, readout, shortcut_dim)
+        self.tau = check_tau(tau)
+        if self.tau == 1.0:
+            raise ValueError("LIF needs tau > 1")
+        self.v_threshold = check_threshold(v_threshold)
+        self.v_reset = check_v_reset(v_reset)
+        self.surrogate_function = surrogate_function
+        self.detach_reset = detach_reset
+        self._v_init = initial_membrane(self.v_reset)
+        self.fcs = nn.ModuleList(nn.Linear(input_size if i == 0 else hidden_size, hidden_size)
+                                 for i in range(num_layers))
+        with torch.no_grad():
+            for fc in self.fcs:
+                fc.bias.add_(float(input_bias))
+
+    def _layer(self, x: torch.Tensor, v: torch.Tensor, starts: torch.Tensor):
+        """One layer over [T, N, H] inputs: fused between episode starts."""
+        T = x.shape[0]
+        cut = [0] + [t for t in range(1, T) if bool(starts[t].any())] + [T]
+        outs = []
+        for a, b in zip(cut[:-1], cut[1:]):
+            keep = (starts[a] == 0).to(v.dtype).unsqueeze(-1)
+            v = v * keep + (1.0 - keep) * self._v_init
+            spikes, v, _ = sj_functional.lif_multi_step(
+                x[a:b], v, self.tau, True, self.v_threshold, self.v_reset,
+                self.surrogate_function, self.detach_reset, False)
+            outs.append(spikes)
+        return torch.cat(outs), v
+
+    def forward(self, features, state, episode_starts):
+        v_all = state[0] + self._v_init
+        x, vs = features, []
+        for i, fc in enumerate(self.fcs):
+            x, v = self._layer(fc(x), v_all[i], episode_starts)
+            vs.append(v)
+        self._count(x)
+        return self._readout(x, features), (torch.stack(vs) - self._v_init,
+                                            torch.zeros_like(state[1]))
+
+
+class NoTAPCore(SpikingCore):
+    """Spiking without TAP (spec §4 baseline, "conventional spiking RL"): for every decision the
+    GRSN stack is run for ``sub_steps`` (default 4) steps on the same input from a fresh state,
+    and the latent is the spike rate over those sub-steps. Nothing is carried between decisions
+    (the state slots stay zero), so this policy has no memory across env steps.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 readout: str = "spikes", shortcut_dim: int = 32, sub_steps: int = 4,
+                 **grsn_kwargs):
+        super().__init__(input_size, hidden_size, num_layers, readout, shortcut_dim)
+        if isinstance(sub_steps, bool) or not isinstance(sub_steps, int) or sub_steps < 1:
+            raise ValueError(f"sub_steps must be a positive int, got {sub_steps!r}")
+        self.sub_steps = sub_steps
+        self.grsn = RecurrentGRSN(input_size, hidden_size, num_layers, **grsn_kwargs)
+
+    def forward(self, features, state, episode_starts):
+        T, N, F = features.shape
+        x = features.reshape(1, T * N, F).expand(self.sub_steps, T * N, F)
+        spikes, _ = self.grsn(x)
+        self._count(spikes)
+        rate = spikes.mean(0).reshape(T, N, self.hidden_size)
+        return self._readout(rate, features), (torch.zeros_like(state[0]),
+                                               torch.zeros_like(state[1]))

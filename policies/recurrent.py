@@ -1,0 +1,270 @@
+"""Recurrent spiking policies for sb3-contrib's RecurrentPPO.
+
+``RecurrentPPO(GRSNPolicy, env)`` instead of ``RecurrentPPO("MlpLstmPolicy", env)``; everything
+else (learn, predict with state, save/load, evaluate_policy, VecNormalize, logging) is
+sb3-contrib's own code, unchanged.
+
+How they fit: RecurrentPPO sizes its state buffers from ``policy.lstm_actor.num_layers`` and
+``.hidden_size`` and passes ``RNNStates(pi=(h, c), vf=(h, c))``. These policies keep the
+attribute names ``lstm_actor`` / ``lstm_critic`` but hold a spiking memory core there
+(:mod:`policies.cores`) whose state is two tensors per layer -- for GRSN the membrane ``v`` and
+the gated current ``c`` -- packed into the ``(h, c)`` slots. ``_process_sequence`` is overridden
+so a whole training sequence, episode starts included, goes through the core in one call (the
+LSTM policy falls back to a per-step Python loop whenever a sequence contains an episode start).
+The LSTMs built by the parent constructor are replaced before the optimizer is rebuilt, so no
+LSTM parameter remains in the module or the optimizer.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch as th
+from gymnasium import spaces
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
+from stable_baselines3.common.type_aliases import Schedule
+from spikingjelly.activation_based import surrogate
+from torch import nn
+
+from .cores import GRSNCore, LIFCore, NoTAPCore, SpikingCore
+
+__all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "LIFPolicy", "NoTAPPolicy"]
+
+_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+_LSTM_ALIASES = {"lstm_hidden_size": "grsn_hidden_size", "n_lstm_layers": "n_grsn_layers",
+                 "shared_lstm": "shared_grsn", "enable_critic_lstm": "enable_critic_grsn"}
+
+
+class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
+    """Base class: a RecurrentActorCriticPolicy whose memory is a spiking core.
+
+    Subclasses override only :meth:`_make_core`. Arguments beyond the parent's
+    (:class:`sb3_contrib.common.recurrent.policies.RecurrentActorCriticPolicy`):
+
+    :param grsn_hidden_size: neurons per spiking layer (``lstm_hidden_size`` is accepted as an
+        alias so ``policy_kwargs`` written for ``MlpLstmPolicy`` keep working).
+    :param n_grsn_layers: stacked spiking layers (alias ``n_lstm_layers``).
+    :param shared_grsn: actor and critic share one core (the critic does not backpropagate into
+        it) (alias ``shared_lstm``).
+    :param enable_critic_grsn: the critic has its own core; with both False the critic is
+        feed-forward (alias ``enable_critic_lstm``).
+    :param readout: ``"spikes"`` or ``"spikes+obs"`` (spikes concatenated with a ``tanh``
+        embedding of the current observation, the paper's shortcut).
+    :param shortcut_dim: size of that embedding.
+    :param input_bias: added to the initial bias of the neurons' input projection. Default 1.0, a
+        departure from PyTorch's default init (which the paper does not change): with it, the
+        steady-state membrane ``relu(a_i)`` of a GRSN (or the input of a LIF) is about the
+        threshold for observations of order 0.1-1, so neurons fire at initialisation; with 0 no
+        neuron fires on CartPole-P and the readout starts as a constant zero.
+    :param tau, v_threshold, v_reset, surrogate_function, detach_reset: neuron options
+        (see :class:`grsn_sj.GRSNNode`).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        net_arch: Optional[list[int] | dict[str, list[int]]] = None,
+        activation_fn: type[nn.Module] = nn.Tanh,
+        ortho_init: bool = True,
+        use_sde: bool = False,
+        log_std_init: float = 0.0,
+        full_std: bool = True,
+        use_expln: bool = False,
+        squash_output: bool = False,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: Optional[dict[str, Any]] = None,
+        share_features_extractor: bool = True,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: Optional[dict[str, Any]] = None,
+        grsn_hidden_size: Optional[int] = None,
+        n_grsn_layers: Optional[int] = None,
+        shared_grsn: Optional[bool] = None,
+        enable_critic_grsn: Optional[bool] = None,
+        readout: str = "spikes",
+        shortcut_dim: int = 32,
+        input_bias: float = 1.0,
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        v_reset: Optional[float] = None,
+        surrogate_function: surrogate.SurrogateFunctionBase = surrogate.ATan(),
+        detach_reset: bool = False,
+        **lstm_style_kwargs: Any,
+    ):
+        _check_spaces(type(self).__name__, observation_space, action_space,
+                      features_extractor_class)
+        opts = _resolve_aliases(type(self).__name__, lstm_style_kwargs, {
+            "grsn_hidden_size": grsn_hidden_size, "n_grsn_layers": n_grsn_layers,
+            "shared_grsn": shared_grsn, "enable_critic_grsn": enable_critic_grsn})
+        hidden = opts["grsn_hidden_size"] if opts["grsn_hidden_size"] is not None else 64
+        layers = opts["n_grsn_layers"] if opts["n_grsn_layers"] is not None else 1
+        shared = bool(opts["shared_grsn"]) if opts["shared_grsn"] is not None else False
+        critic = (bool(opts["enable_critic_grsn"]) if opts["enable_critic_grsn"] is not None
+                  else not shared)
+        if shared and critic:
+            raise ValueError("choose shared_grsn=True (actor and critic share one core) or "
+                             "enable_critic_grsn=True (a separate critic core), not both")
+        self.core_kwargs = dict(readout=readout, shortcut_dim=shortcut_dim,
+                                input_bias=input_bias, tau=tau,
+                                v_threshold=v_threshold, v_reset=v_reset,
+                                surrogate_function=surrogate_function, detach_reset=detach_reset)
+        # validate the core options before the (heavier) parent constructor runs
+        probe = self._make_core(1, hidden, layers)
+        self._latent_dim = probe.output_dim
+        super().__init__(
+            observation_space, action_space, lr_schedule, net_arch, activation_fn, ortho_init,
+            use_sde, log_std_init, full_std, use_expln, squash_output, features_extractor_class,
+            features_extractor_kwargs, share_features_extractor, normalize_images,
+            optimizer_class, optimizer_kwargs, lstm_hidden_size=hidden, n_lstm_layers=layers,
+            shared_lstm=shared, enable_critic_lstm=critic,
+        )
+        # replace the parent's LSTMs (and a feed-forward critic sized for them)
+        self.lstm_actor = self._make_core(self.features_dim, hidden, layers)
+        if self.lstm_critic is not None:
+            self.lstm_critic = self._make_core(self.features_dim, hidden, layers)
+        if self.critic is not None:
+            self.critic = nn.Linear(self.features_dim, self._latent_dim)
+        self.to(self.device)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
+                                              **self.optimizer_kwargs)
+
+    # ------------------------------------------------------------------ what subclasses change
+    def _make_core(self, input_size: int, hidden_size: int, num_layers: int) -> SpikingCore:
+        raise NotImplementedError(f"{type(self).__name__} must implement _make_core")
+
+    # ------------------------------------------------------------------ overrides
+    def _build_mlp_extractor(self) -> None:
+        # the latent fed to the heads is the core's readout (spikes [+ shortcut])
+        self.lstm_output_dim = self._latent_dim
+        super()._build_mlp_extractor()
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        for key in ("lstm_hidden_size", "n_lstm_layers", "shared_lstm", "enable_critic_lstm",
+                    "lstm_kwargs"):
+            data.pop(key, None)
+        data.update(grsn_hidden_size=self.lstm_actor.hidden_size,
+                    n_grsn_layers=self.lstm_actor.num_layers, shared_grsn=self.shared_lstm,
+                    enable_critic_grsn=self.enable_critic_lstm, **self.core_kwargs)
+        return data
+
+    def _process_sequence(self, features: th.Tensor, lstm_states: tuple[th.Tensor, th.Tensor],
+                          episode_starts: th.Tensor, lstm: SpikingCore
+                          ) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
+        """The whole sequence in one core call, episode starts handled inside it."""
+        n_seq = lstm_states[0].shape[1]
+        features_sequence = features.reshape((n_seq, -1, features.shape[-1])).swapaxes(0, 1)
+        starts = episode_starts.reshape((n_seq, -1)).swapaxes(0, 1)
+        latent, states = lstm(features_sequence, lstm_states, starts)
+        return th.flatten(latent.transpose(0, 1), start_dim=0, end_dim=1), states
+
+    def cores(self) -> list[SpikingCore]:
+        """The spiking cores of this policy (actor, and critic if it has its own)."""
+        return [m for m in (self.lstm_actor, self.lstm_critic) if m is not None]
+
+
+class GRSNPolicy(SpikingRecurrentPolicy):
+    """Gated recurrent spiking neurons under TAP (the paper's agent), for RecurrentPPO.
+
+    Memory core: :class:`grsn_sj.RecurrentGRSN` (one neuron update per env step, state reset at
+    episode starts inside the fused op). Extra arguments on top of
+    :class:`SpikingRecurrentPolicy`'s:
+
+    :param learnable_tau: per-neuron learnable membrane decay.
+    :param forget_bias: initial forget-gate bias (0 = the paper's initialisation).
+    :param backend: ``'auto'`` / ``'torch'`` / ``'numba'`` / ``'cupy'`` for the fused op.
+
+    Example::
+
+        from sb3_contrib import RecurrentPPO
+        import policies  # registers CartPole-P-v0 and the other POMDP ids
+        model = RecurrentPPO(policies.GRSNPolicy, "CartPole-P-v0",
+                             policy_kwargs=dict(grsn_hidden_size=64))
+        model.learn(10_000)
+    """
+
+    def __init__(self, *args, learnable_tau: bool = False, forget_bias: float = 0.0,
+                 backend: str = "auto", **kwargs):
+        self.grsn_kwargs = dict(learnable_tau=learnable_tau, forget_bias=forget_bias,
+                                backend=backend)
+        super().__init__(*args, **kwargs)
+
+    def _make_core(self, input_size, hidden_size, num_layers):
+        return GRSNCore(input_size, hidden_size, num_layers, **self.core_kwargs,
+                        **self.grsn_kwargs)
+
+    def _get_constructor_parameters(self):
+        data = super()._get_constructor_parameters()
+        data.update(self.grsn_kwargs)
+        return data
+
+
+class LIFPolicy(SpikingRecurrentPolicy):
+    """LIF under TAP (spec §4 baseline): ``Linear + LIF`` layers whose membrane is carried across
+    env steps; no gate, memory only through the membrane leak. Same options as
+    :class:`SpikingRecurrentPolicy`."""
+
+    def _make_core(self, input_size, hidden_size, num_layers):
+        return LIFCore(input_size, hidden_size, num_layers, **self.core_kwargs)
+
+
+class NoTAPPolicy(SpikingRecurrentPolicy):
+    """Spiking without TAP (spec §4 baseline): the GRSN stack runs ``sub_steps`` steps on the same
+    input for every decision from a fresh state, the latent is the spike rate; no memory across
+    env steps.
+
+    :param sub_steps: simulation steps per decision (4 in the paper's description).
+    """
+
+    def __init__(self, *args, sub_steps: int = 4, **kwargs):
+        self.sub_steps = sub_steps
+        super().__init__(*args, **kwargs)
+
+    def _make_core(self, input_size, hidden_size, num_layers):
+        return NoTAPCore(input_size, hidden_size, num_layers, sub_steps=self.sub_steps,
+                         **self.core_kwargs)
+
+    def _get_constructor_parameters(self):
+        data = super()._get_constructor_parameters()
+        data["sub_steps"] = self.sub_steps
+        return data
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+def _check_spaces(name: str, observation_space: spaces.Space, action_space: spaces.Space,
+                  features_extractor_class: Callable) -> None:
+    if isinstance(observation_space, (spaces.Dict, spaces.Tuple)):
+        raise TypeError(
+            f"{name} takes Box, Discrete, MultiDiscrete or MultiBinary observations; got "
+            f"{type(observation_space).__name__}. Flatten the observation (e.g. gymnasium's "
+            "FlattenObservation wrapper) first")
+    if (is_image_space(observation_space, check_channels=False)
+            and features_extractor_class is FlattenExtractor):
+        raise TypeError(
+            f"{name} got an image observation space {observation_space}; pass "
+            "policy_kwargs=dict(features_extractor_class=stable_baselines3.common.torch_layers"
+            ".NatureCNN) (or another CNN extractor) to use images")
+    if not isinstance(action_space, _ACTION_SPACES):
+        raise TypeError(
+            f"{name} supports Box, Discrete, MultiDiscrete and MultiBinary action spaces (what "
+            f"RecurrentPPO supports); got {type(action_space).__name__}")
+
+
+def _resolve_aliases(name: str, extra: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    extra = dict(extra)
+    if "lstm_kwargs" in extra:
+        raise TypeError(f"{name} has no LSTM: lstm_kwargs does not apply; neuron options are "
+                        "keyword arguments (tau, v_threshold, v_reset, surrogate_function, ...)")
+    for alias, key in _LSTM_ALIASES.items():
+        if alias in extra:
+            value = extra.pop(alias)
+            if opts[key] is not None:
+                raise ValueError(f"{name}: pass either {key} or its alias {alias}, not both")
+            opts[key] = value
+    if extra:
+        raise TypeError(f"{name} got unexpected policy_kwargs {sorted(extra)}")
+    return opts
