@@ -239,6 +239,9 @@ class GRSN(nn.Module):
     :param bias: whether the gate projection has a bias.
     :param forget_bias: initial value of the forget-gate bias (0 as in the paper; positive values
         make the gated current keep more of its past at initialisation).
+    :param input_bias: added to the input pre-activation's initial bias (0 = PyTorch's default
+        init; about 1 makes the neurons fire at initialisation for inputs of order 1, since the
+        steady-state membrane is ``relu(a_i)`` and the threshold is 1).
     :param node_kwargs: everything :class:`GRSNNode` accepts (tau, v_threshold, v_reset,
         surrogate_function, detach_reset, learnable_tau, step_mode, backend).
 
@@ -254,7 +257,7 @@ class GRSN(nn.Module):
     """
 
     def __init__(self, in_features: int, hidden_features: int, bias: bool = True,
-                 forget_bias: float = 0.0, **node_kwargs):
+                 forget_bias: float = 0.0, input_bias: float = 0.0, **node_kwargs):
         super().__init__()
         for name, value in (("in_features", in_features), ("hidden_features", hidden_features)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -265,6 +268,9 @@ class GRSN(nn.Module):
         if bias:
             with torch.no_grad():
                 self.fc.bias[:hidden_features].fill_(float(forget_bias))
+                self.fc.bias[hidden_features:].add_(float(input_bias))
+        elif forget_bias or input_bias:
+            raise ValueError("forget_bias / input_bias need bias=True")
         self.node = GRSNNode(size=hidden_features, **node_kwargs)
 
     @property

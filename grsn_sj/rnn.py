@@ -42,6 +42,8 @@ class RecurrentGRSN(nn.Module):
     :param num_layers: stacked GRSN layers.
     :param bias: gate projections with bias.
     :param forget_bias: initial forget-gate bias of every layer (0 = the paper).
+    :param input_bias: added to the initial input-gate bias of every layer (see
+        :class:`~grsn_sj.GRSN`).
     :param tau, v_threshold, v_reset, surrogate_function, detach_reset, learnable_tau, backend:
         neuron options, see :class:`~grsn_sj.GRSNNode`.
 
@@ -64,6 +66,7 @@ class RecurrentGRSN(nn.Module):
         num_layers: int = 1,
         bias: bool = True,
         forget_bias: float = 0.0,
+        input_bias: float = 0.0,
         tau: float = 2.0,
         v_threshold: float = 1.0,
         v_reset: Optional[float] = None,
@@ -82,7 +85,7 @@ class RecurrentGRSN(nn.Module):
         self.num_layers = num_layers
         self.layers = nn.ModuleList(
             GRSN(input_size if i == 0 else hidden_size, hidden_size, bias=bias,
-                 forget_bias=forget_bias, tau=tau, v_threshold=v_threshold, v_reset=v_reset,
+                 forget_bias=forget_bias, input_bias=input_bias, tau=tau, v_threshold=v_threshold, v_reset=v_reset,
                  surrogate_function=surrogate_function, detach_reset=detach_reset,
                  learnable_tau=learnable_tau, step_mode="m", backend=backend)
             for i in range(num_layers)
