@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from spikingjelly.activation_based import surrogate
 
-from .functional import initial_membrane
+from .functional import apply_episode_start, grsn_charge, grsn_fire_reset, initial_membrane
 from .neuron import GRSN
 
 __all__ = ["RecurrentGRSN"]
@@ -37,6 +37,15 @@ class RecurrentGRSN(nn.Module):
     The module keeps no state between calls (unlike a SpikingJelly node in stateful use): the
     caller threads ``(v, c)`` like an ``nn.LSTM``'s ``(h, c)``.
 
+    ``spike_recurrence=True`` (spec §3 variant, off by default; the authors' code has it
+    commented out): the gates also see the layer's own previous spikes, ``[a_f | a_i] =
+    W x_t + U o_{t-1}`` with a bias-free ``U`` (``layers[l].recurrent``, initialised to zero so
+    the variant starts as the plain GRSN). That needs a per-step matmul, so each layer runs a
+    Python loop over ``T`` (the same ``grsn_charge`` / ``grsn_fire_reset`` math, no fused op).
+    The state stays two tensors, but its first slot then holds the membrane *before* reset,
+    ``h_{t-1}``, from which both the previous spike ``o_{t-1} = Θ(h_{t-1} - θ)`` and the
+    post-reset membrane follow -- so no information is lost between calls.
+
     :param input_size: features of the input.
     :param hidden_size: neurons per layer ``H``.
     :param num_layers: stacked GRSN layers.
@@ -46,6 +55,7 @@ class RecurrentGRSN(nn.Module):
         :class:`~grsn_sj.GRSN`).
     :param tau, v_threshold, v_reset, surrogate_function, detach_reset, learnable_tau, backend:
         neuron options, see :class:`~grsn_sj.GRSNNode`.
+    :param spike_recurrence: feed each layer's previous spikes into its gates (see above).
 
     Example::
 
@@ -74,6 +84,7 @@ class RecurrentGRSN(nn.Module):
         detach_reset: bool = False,
         learnable_tau: bool = False,
         backend: str = "auto",
+        spike_recurrence: bool = False,
     ):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
@@ -90,6 +101,13 @@ class RecurrentGRSN(nn.Module):
                  learnable_tau=learnable_tau, step_mode="m", backend=backend)
             for i in range(num_layers)
         )
+        if not isinstance(spike_recurrence, bool):
+            raise TypeError("spike_recurrence must be a bool")
+        self.spike_recurrence = spike_recurrence
+        if spike_recurrence:
+            for layer in self.layers:
+                layer.recurrent = nn.Linear(hidden_size, 2 * hidden_size, bias=False)
+                nn.init.zeros_(layer.recurrent.weight)
 
     @property
     def v_reset(self) -> Optional[float]:
@@ -135,9 +153,30 @@ class RecurrentGRSN(nn.Module):
         x = input
         vs, cs = [], []
         for i, layer in enumerate(self.layers):
-            node = layer.node
-            (x,), (v, c) = node.multi_step_functional_forward(
-                (layer.fc(x), *extra), (state[0][i], state[1][i]))
+            if self.spike_recurrence:
+                x, (v, c) = self._recurrent_layer(layer, x, state[0][i], state[1][i],
+                                                  episode_starts)
+            else:
+                (x,), (v, c) = layer.node.multi_step_functional_forward(
+                    (layer.fc(x), *extra), (state[0][i], state[1][i]))
             vs.append(v)
             cs.append(c)
         return x, (torch.stack(vs), torch.stack(cs))
+
+    @staticmethod
+    def _recurrent_layer(layer: GRSN, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+                         episode_starts: Optional[torch.Tensor]):
+        """One layer with spike recurrence; state ``(h, c)`` with ``h`` before reset."""
+        node = layer.node
+        hidden = layer.hidden_features
+        gates_x = layer.fc(x)
+        fire = (node.v_threshold, node.v_reset, node.surrogate_function, node.detach_reset)
+        spikes = []
+        for t in range(x.shape[0]):
+            if episode_starts is not None:
+                h, c = apply_episode_start(h, c, episode_starts[t], node.v_reset)
+            o_prev, v_prev = grsn_fire_reset(h, *fire)
+            pre = gates_x[t] + layer.recurrent(o_prev)
+            h, c = grsn_charge(pre[..., :hidden], pre[..., hidden:], v_prev, c, node.beta)
+            spikes.append(grsn_fire_reset(h, *fire)[0])
+        return torch.stack(spikes), (h, c)

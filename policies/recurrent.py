@@ -176,6 +176,8 @@ class GRSNPolicy(SpikingRecurrentPolicy):
     :param learnable_tau: per-neuron learnable membrane decay.
     :param forget_bias: initial forget-gate bias (0 = the paper's initialisation).
     :param backend: ``'auto'`` / ``'torch'`` / ``'numba'`` / ``'cupy'`` for the fused op.
+    :param spike_recurrence: the spec's variant where the gates also see the previous spikes
+        (per-step loop instead of the fused op; see :class:`grsn_sj.RecurrentGRSN`).
 
     Example::
 
@@ -187,9 +189,9 @@ class GRSNPolicy(SpikingRecurrentPolicy):
     """
 
     def __init__(self, *args, learnable_tau: bool = False, forget_bias: float = 0.0,
-                 backend: str = "auto", **kwargs):
+                 backend: str = "auto", spike_recurrence: bool = False, **kwargs):
         self.grsn_kwargs = dict(learnable_tau=learnable_tau, forget_bias=forget_bias,
-                                backend=backend)
+                                backend=backend, spike_recurrence=spike_recurrence)
         super().__init__(*args, **kwargs)
 
     def _make_core(self, input_size, hidden_size, num_layers):

@@ -103,14 +103,16 @@ def test_sequence_path_equals_single_steps_with_resets():
     torch.testing.assert_close(logp, torch.cat(lp_steps))
 
 
-def test_save_load_predict_is_bit_identical(tmp_path):
-    model = _model(seed=4, readout="spikes+obs", learnable_tau=True)
+@pytest.mark.parametrize("extra", [dict(readout="spikes+obs", learnable_tau=True),
+                                   dict(spike_recurrence=True, v_reset=-0.2)])
+def test_save_load_predict_is_bit_identical(tmp_path, extra):
+    model = _model(seed=4, **extra)
     model.learn(128)
     path = tmp_path / "grsn.zip"
     model.save(path)
     loaded = RecurrentPPO.load(path)
     assert isinstance(loaded.policy, GRSNPolicy)
-    assert loaded.policy.lstm_actor.readout == "spikes+obs"
+    assert loaded.policy.lstm_actor.readout == extra.get("readout", "spikes")
     for (n1, p1), (n2, p2) in zip(model.policy.state_dict().items(),
                                   loaded.policy.state_dict().items()):
         assert n1 == n2 and torch.equal(p1, p2)

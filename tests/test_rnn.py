@@ -136,3 +136,67 @@ def test_bad_construction():
         RecurrentGRSN(5, 16, num_layers=0)
     with pytest.raises(ValueError, match="unknown backend"):
         RecurrentGRSN(5, 16, backend="fast")
+
+
+# ------------------------------------------------------------------- spike recurrence variant
+
+def _recurrent_core(seed=0, **kw):
+    return _core(seed=seed, num_layers=2, spike_recurrence=True, **kw)
+
+
+def test_spike_recurrence_with_zero_u_equals_the_plain_grsn():
+    plain = _core(num_layers=2)
+    rec = _recurrent_core()
+    assert all(torch.count_nonzero(layer.recurrent.weight) == 0 for layer in rec.layers)
+    x = _x()
+    starts = torch.zeros(10, 6)
+    starts[4, 1] = 1
+    a, _ = plain(x, episode_starts=starts)
+    b, _ = rec(x, episode_starts=starts)
+    assert torch.equal(a, b) and a.sum() > 0
+
+
+def test_spike_recurrence_feeds_previous_spikes_into_the_gates():
+    rec = _recurrent_core()
+    with torch.no_grad():
+        for layer in rec.layers:
+            layer.recurrent.weight.normal_(0.0, 2.0)
+    x = _x()
+    out, _ = rec(x)
+    # by hand: layer 1, step by step, gates = W x_t + U o_{t-1}
+    layer = rec.layers[0]
+    h = torch.zeros(6, 16)
+    c = torch.zeros(6, 16)
+    o = torch.zeros(6, 16)
+    v = torch.zeros(6, 16)
+    from grsn_sj import grsn_step
+    spikes = []
+    for t in range(10):
+        pre = layer.fc(x[t]) + layer.recurrent(o)
+        o, v, c = grsn_step(pre[:, :16], pre[:, 16:], v, c)
+        spikes.append(o)
+    first = torch.stack(spikes)
+    out1, _ = RecurrentGRSN._recurrent_layer(layer, x, torch.zeros(6, 16), torch.zeros(6, 16),
+                                             None)
+    assert torch.equal(out1, first)
+    assert not torch.equal(out, _core(num_layers=2)(x)[0])
+    out.sum().backward()
+    assert rec.layers[0].recurrent.weight.grad.abs().sum() > 0
+
+
+def test_spike_recurrence_state_is_lossless_across_calls():
+    rec = _recurrent_core(v_reset=-0.3)
+    with torch.no_grad():
+        for layer in rec.layers:
+            layer.recurrent.weight.normal_(0.0, 2.0)
+    x = _x(T=12)
+    starts = torch.zeros(12, 6)
+    starts[7, 2] = 1
+    whole, s_whole = rec(x, episode_starts=starts)
+    a, s1 = rec(x[:5], episode_starts=starts[:5])
+    b, s2 = rec(x[5:], s1, episode_starts=starts[5:])
+    assert torch.equal(whole, torch.cat([a, b]))
+    for p, q in zip(s_whole, s2):
+        torch.testing.assert_close(p, q)
+    fresh, _ = rec(x[7:, 2:3])
+    assert torch.equal(whole[7:, 2:3], fresh)
