@@ -87,6 +87,8 @@ def main(argv=None) -> int:
     p.add_argument("--save", default="runs/model", help="where to save the model (.zip)")
     p.add_argument("--tensorboard", default=None, help="TensorBoard log directory")
     p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--prev-action-reward", action="store_true",
+                   help="append the previous action and reward to the observation")
     p.add_argument("--no-progress-bar", action="store_true")
     args = p.parse_args(argv)
 
@@ -99,7 +101,8 @@ def main(argv=None) -> int:
         if cfg[key] < 1:
             p.error(f"--{key.replace('_', '-')} must be >= 1")
 
-    env = policies.make_env(args.env, cfg["n_envs"], args.seed)
+    env = policies.make_env(args.env, cfg["n_envs"], args.seed,
+                            prev_action_reward=args.prev_action_reward)
     if cfg.get("normalize"):
         from stable_baselines3.common.vec_env import VecNormalize
 
@@ -119,7 +122,8 @@ def main(argv=None) -> int:
     model.learn(cfg["timesteps"], callback=callback, progress_bar=progress)
     train_time = time.time() - t0
 
-    eval_env = policies.make_env(args.env, 4, args.seed + 10_000)
+    eval_env = policies.make_env(args.env, 4, args.seed + 10_000,
+                                 prev_action_reward=args.prev_action_reward)
     if hasattr(model.policy, "cores"):
         for core in model.policy.cores():
             core.reset_firing_stats()

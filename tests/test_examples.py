@@ -1,0 +1,45 @@
+"""The example scripts run end to end on tiny budgets (their real runs are long)."""
+import os
+import sys
+
+import pytest
+from sb3_contrib import RecurrentPPO
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+
+import train_pomdp  # noqa: E402
+
+
+@pytest.mark.parametrize("policy", ["grsn", "lstm", "mlp"])
+def test_train_pomdp_cli_trains_evaluates_and_saves(tmp_path, capsys, policy):
+    save = tmp_path / "model"
+    rc = train_pomdp.main(["--env", "CartPole-P-v0", "--policy", policy, "--timesteps", "256",
+                           "--n-envs", "2", "--eval-episodes", "2", "--no-progress-bar",
+                           "--save", str(save), "--tensorboard", str(tmp_path / "tb"),
+                           "--prev-action-reward"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert f"{policy} on CartPole-P-v0: eval return" in out
+    assert ("firing rate" in out) == (policy == "grsn")
+    assert (tmp_path / "model.zip").exists()
+    assert any(p.is_dir() for p in (tmp_path / "tb").iterdir())
+    if policy != "mlp":
+        model = RecurrentPPO.load(save)
+        # CartPole-P (2) + one-hot previous action (2) + previous reward (1)
+        assert model.observation_space.shape == (5,)
+
+
+def test_train_pomdp_rejects_bad_arguments():
+    with pytest.raises(SystemExit):
+        train_pomdp.main(["--env", "NoSuchEnv-v0"])
+    with pytest.raises(SystemExit):
+        train_pomdp.main(["--timesteps", "0"])
+
+
+def test_every_task_has_a_complete_config():
+    import policies
+
+    for env_id in policies.POMDP_ENV_IDS:
+        cfg = train_pomdp.config_for(env_id)
+        for key in ("timesteps", "n_envs", "n_steps", "batch_size", "learning_rate", "hidden"):
+            assert cfg[key] > 0, (env_id, key)
