@@ -1,0 +1,127 @@
+"""Parameter-shared multi-agent training on a PettingZoo cooperative task: one policy controls
+every agent (one VecEnv row per (copy, agent), one recurrent state per agent).
+
+    python examples/train_marl.py                                   # GRSN on spread-PO, minutes
+    python examples/train_marl.py --policy lstm --timesteps 300000 --copies 8
+    python examples/train_marl.py --env speaker-listener --policy mlp
+
+Envs: spread-PO (mpe2 simple_spread_v3, N=3, partially observed: nearest agent and 2 nearest
+landmarks), speaker-listener (mpe2 simple_speaker_listener_v4, heterogeneous: padded
+observations/actions + agent id). Policies: grsn (GRSNPolicy), lstm (MlpLstmPolicy), mlp (PPO).
+At the end the script prints the team return (sum over agents and steps of an episode), mean +-
+std over evaluation episodes with deterministic actions, and saves the model. Anchors measured
+for spread-PO before this project (100 episodes): uniform random -77.3; PPO-MLP after 1.5M
+agent-steps -40.1 (one seed).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+
+import policies
+from policies.marl import PettingZooVecEnv, TeamMetricsCallback, make_speaker_listener, make_spread_po
+
+ENVS = {
+    "spread-PO": dict(env_fn=make_spread_po, agent_id=False),
+    "speaker-listener": dict(env_fn=make_speaker_listener, agent_id=True),
+}
+
+HYPERPARAMS = dict(timesteps=150_000, copies=8, n_steps=128, batch_size=512, n_epochs=8,
+                   learning_rate=1e-3, gamma=0.99, gae_lambda=0.95, ent_coef=0.01, hidden=64)
+
+
+def make_venv(env: str, copies: int, seed: int) -> PettingZooVecEnv:
+    spec = ENVS[env]
+    venv = PettingZooVecEnv(spec["env_fn"], copies, agent_id=spec["agent_id"])
+    venv.seed(seed)
+    return venv
+
+
+def build_model(policy: str, venv, cfg: dict, seed: int, device: str = "auto",
+                tensorboard=None, verbose: int = 0):
+    common = dict(n_steps=cfg["n_steps"], batch_size=cfg["batch_size"], n_epochs=cfg["n_epochs"],
+                  learning_rate=cfg["learning_rate"], gamma=cfg["gamma"],
+                  gae_lambda=cfg["gae_lambda"], ent_coef=cfg["ent_coef"], seed=seed,
+                  device=device, tensorboard_log=tensorboard, verbose=verbose)
+    if policy == "mlp":
+        return PPO("MlpPolicy", venv, policy_kwargs=dict(net_arch=[cfg["hidden"]] * 2), **common)
+    if policy == "lstm":
+        return RecurrentPPO("MlpLstmPolicy", venv,
+                            policy_kwargs=dict(lstm_hidden_size=cfg["hidden"]), **common)
+    if policy == "grsn":
+        return RecurrentPPO(policies.GRSNPolicy, venv,
+                            policy_kwargs=dict(grsn_hidden_size=cfg["hidden"]), **common)
+    raise ValueError(f"unknown policy {policy!r}; choose grsn, lstm or mlp")
+
+
+def evaluate_team(model, venv: PettingZooVecEnv, n_episodes: int) -> np.ndarray:
+    """Team returns of ``n_episodes`` copy-episodes, acting deterministically with the
+    recurrent state threaded per row (reset by ``episode_start`` at every copy's episode end)."""
+    obs = venv.reset()
+    state = None
+    starts = np.ones(venv.num_envs, dtype=bool)
+    returns: list[float] = []
+    while len(returns) < n_episodes:
+        action, state = model.predict(obs, state=state, episode_start=starts, deterministic=True)
+        obs, _, dones, infos = venv.step(action)
+        starts = dones
+        seen = set()
+        for info in infos:
+            team = info.get("team_episode")
+            if team is not None and team["copy"] not in seen:
+                seen.add(team["copy"])
+                returns.append(float(team["r"]))
+    return np.asarray(returns[:n_episodes])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="spread-PO", choices=sorted(ENVS))
+    p.add_argument("--policy", default="grsn", choices=["grsn", "lstm", "mlp"])
+    p.add_argument("--timesteps", type=int, default=HYPERPARAMS["timesteps"],
+                   help="agent-steps (VecEnv rows x steps)")
+    p.add_argument("--copies", type=int, default=HYPERPARAMS["copies"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--save", default="runs/marl_model")
+    p.add_argument("--tensorboard", default=None)
+    p.add_argument("--eval-episodes", type=int, default=100)
+    p.add_argument("--no-progress-bar", action="store_true")
+    args = p.parse_args(argv)
+    if args.timesteps < 1 or args.copies < 1 or args.eval_episodes < 1:
+        p.error("--timesteps, --copies and --eval-episodes must be >= 1")
+
+    cfg = dict(HYPERPARAMS)
+    venv = make_venv(args.env, args.copies, args.seed)
+    model = build_model(args.policy, venv, cfg, args.seed, args.device, args.tensorboard)
+    print(f"training {args.policy} on {args.env}: {venv.num_envs} rows ({args.copies} copies), "
+          f"{args.timesteps} agent-steps, seed {args.seed}, torch threads "
+          f"{torch.get_num_threads()}")
+    t0 = time.time()
+    model.learn(args.timesteps, callback=TeamMetricsCallback(),
+                progress_bar=not args.no_progress_bar)
+    train_time = time.time() - t0
+    eval_venv = make_venv(args.env, args.copies, args.seed + 10_000)
+    team = evaluate_team(model, eval_venv, args.eval_episodes)
+    print(f"\n{args.policy} on {args.env}: team return {team.mean():.1f} +- {team.std():.1f} "
+          f"over {len(team)} episodes (train {train_time:.0f} s, "
+          f"{args.timesteps / train_time:.0f} agent-steps/s)")
+    if args.save:
+        os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
+        model.save(args.save)
+        print(f"saved to {args.save}.zip")
+    venv.close()
+    eval_venv.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
