@@ -12,6 +12,15 @@ from .envs import (
     register_envs,
 )
 
+from .marl import (
+    PettingZooVecEnv,
+    TeamMetricsCallback,
+    WIN_KEYS,
+    agent_type,
+    make_pursuit,
+    make_speaker_listener,
+    make_spread_po,
+)
 from .recurrent import GRSNPolicy, LIFPolicy, NoTAPPolicy, SpikingRecurrentPolicy
 
 register_envs()
@@ -24,12 +33,19 @@ __all__ = [
     "LIFPolicy",
     "NoTAPCore",
     "NoTAPPolicy",
+    "PettingZooVecEnv",
     "SpikingCore",
     "SpikingRecurrentPolicy",
+    "TeamMetricsCallback",
+    "WIN_KEYS",
+    "agent_type",
     "CueRecallEnv",
     "ObservationSubsetWrapper",
     "POMDP_ENV_IDS",
     "PrevActionRewardWrapper",
     "make_env",
+    "make_pursuit",
+    "make_speaker_listener",
+    "make_spread_po",
     "register_envs",
 ]
