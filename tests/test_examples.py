@@ -7,6 +7,7 @@ from sb3_contrib import RecurrentPPO
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 
+import train_marl  # noqa: E402
 import train_pomdp  # noqa: E402
 
 
@@ -43,3 +44,15 @@ def test_every_task_has_a_complete_config():
         cfg = train_pomdp.config_for(env_id)
         for key in ("timesteps", "n_envs", "n_steps", "batch_size", "learning_rate", "hidden"):
             assert cfg[key] > 0, (env_id, key)
+
+
+def test_train_marl_cli_reports_team_return(tmp_path, capsys):
+    rc = train_marl.main(["--policy", "grsn", "--timesteps", "384", "--copies", "2",
+                          "--eval-episodes", "3", "--no-progress-bar",
+                          "--save", str(tmp_path / "marl")])
+    out = capsys.readouterr().out
+    assert rc == 0 and (tmp_path / "marl.zip").exists()
+    line = next(x for x in out.splitlines() if "team return" in x)
+    assert "over 3 episodes" in line
+    mean = float(line.split("team return ")[1].split(" ")[0])
+    assert -1000 < mean < 0  # spread rewards are negative distances

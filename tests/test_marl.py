@@ -26,6 +26,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 from stable_baselines3.common.vec_env.base_vec_env import tile_images
 
+from policies import GRSNPolicy
 from policies.marl import (
     WIN_KEYS,
     PettingZooVecEnv,
@@ -538,11 +539,16 @@ class _LstmResetProbe(BaseCallback):
         return True
 
 
-def test_recurrent_state_reset_per_copy():
+RECURRENT = [("MlpLstmPolicy", dict(lstm_hidden_size=8)),
+             (GRSNPolicy, dict(grsn_hidden_size=8))]
+
+
+@pytest.mark.parametrize("policy, policy_kwargs", RECURRENT, ids=["lstm", "grsn"])
+def test_recurrent_state_reset_per_copy(policy, policy_kwargs):
     counter = itertools.count()
     venv = PettingZooVecEnv(lambda: ToyEnv(max_cycles=(3, 5)[next(counter)]), 2)
-    model = RecurrentPPO("MlpLstmPolicy", venv, n_steps=16, batch_size=32, n_epochs=1, seed=0,
-                         device="cpu", policy_kwargs=dict(lstm_hidden_size=8))
+    model = RecurrentPPO(policy, venv, n_steps=16, batch_size=32, n_epochs=1, seed=0,
+                         device="cpu", policy_kwargs=policy_kwargs)
     probe = _LstmResetProbe()
     model.learn(total_timesteps=2 * 16 * venv.num_envs, callback=probe)
     starts = np.array(probe.starts)  # (steps, rows)
@@ -556,10 +562,11 @@ def test_recurrent_state_reset_per_copy():
     np.testing.assert_array_equal(buffer_starts.astype(bool), expected[16:])
 
 
-def test_recurrent_ppo_learns_on_spread_po():
+@pytest.mark.parametrize("policy, policy_kwargs", RECURRENT, ids=["lstm", "grsn"])
+def test_recurrent_ppo_learns_on_spread_po(policy, policy_kwargs):
     venv = PettingZooVecEnv(make_spread_po, 2, agent_id=True)
-    model = RecurrentPPO("MlpLstmPolicy", venv, n_steps=32, batch_size=64, n_epochs=2, seed=0,
-                         device="cpu", policy_kwargs=dict(lstm_hidden_size=16))
+    model = RecurrentPPO(policy, venv, n_steps=32, batch_size=64, n_epochs=2, seed=0,
+                         device="cpu", policy_kwargs=policy_kwargs)
     team = TeamMetricsCallback()
     model.learn(total_timesteps=2 * 32 * venv.num_envs, callback=team)
     assert model.num_timesteps == 384
