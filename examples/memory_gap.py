@@ -16,7 +16,6 @@ skipped, so the script resumes) and printed as a table of mean return per (polic
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
 import os
 import statistics
@@ -27,21 +26,9 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import policies
+from train_pomdp import parse_kwargs
 
 FIELDS = ["policy", "tag", "gap", "seed", "timesteps", "return", "seconds"]
-
-
-def parse_kwargs(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--grsn-kwargs takes key=value pairs, got {item!r}")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
 
 
 def run_one(policy: str, gap: int, seed: int, timesteps: int, grsn_kwargs: dict) -> float:

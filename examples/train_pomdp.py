@@ -13,6 +13,7 @@ and saves the model.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import sys
 import time
@@ -49,6 +50,21 @@ POLICIES = {
     "lstm": "MlpLstmPolicy",
     "mlp": "MlpPolicy",
 }
+
+
+def parse_kwargs(items: list[str]) -> dict:
+    """``["forget_bias=2.0", "readout=spikes+obs"]`` -> ``{"forget_bias": 2.0, ...}`` (values
+    are Python literals where they parse as one, else strings)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"expected key=value, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
 
 
 def config_for(env_id: str) -> dict:
@@ -90,6 +106,8 @@ def main(argv=None) -> int:
     p.add_argument("--prev-action-reward", action="store_true",
                    help="append the previous action and reward to the observation")
     p.add_argument("--no-progress-bar", action="store_true")
+    p.add_argument("--policy-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="extra policy_kwargs, e.g. forget_bias=2.0 readout=spikes+obs")
     args = p.parse_args(argv)
 
     cfg = config_for(args.env)
@@ -107,7 +125,8 @@ def main(argv=None) -> int:
         from stable_baselines3.common.vec_env import VecNormalize
 
         env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=cfg["gamma"])
-    model = build_model(args.policy, env, cfg, args.seed, args.device, args.tensorboard)
+    model = build_model(args.policy, env, cfg, args.seed, args.device, args.tensorboard,
+                        policy_kwargs=parse_kwargs(args.policy_kwargs))
     print(f"training {args.policy} on {args.env} for {cfg['timesteps']} steps "
           f"({cfg['n_envs']} envs, seed {args.seed}, torch threads {torch.get_num_threads()})")
     callback = policies.FiringRateCallback() if hasattr(model.policy, "cores") else None

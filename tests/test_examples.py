@@ -30,6 +30,20 @@ def test_train_pomdp_cli_trains_evaluates_and_saves(tmp_path, capsys, policy):
         assert model.observation_space.shape == (5,)
 
 
+def test_train_pomdp_passes_policy_kwargs(tmp_path):
+    rc = train_pomdp.main(["--policy", "grsn", "--timesteps", "128", "--n-envs", "2",
+                           "--eval-episodes", "1", "--no-progress-bar", "--save",
+                           str(tmp_path / "m"), "--policy-kwargs", "forget_bias=1.5",
+                           "readout=spikes+obs", "n_grsn_layers=2"])
+    assert rc == 0
+    pol = RecurrentPPO.load(tmp_path / "m").policy
+    assert pol.lstm_actor.readout == "spikes+obs" and pol.lstm_actor.num_layers == 2
+    assert train_pomdp.parse_kwargs(["a=1", "b=x", "c=[1, 2]"]) == {"a": 1, "b": "x",
+                                                                    "c": [1, 2]}
+    with pytest.raises(SystemExit):
+        train_pomdp.parse_kwargs(["novalue"])
+
+
 def test_train_pomdp_rejects_bad_arguments():
     with pytest.raises(SystemExit):
         train_pomdp.main(["--env", "NoSuchEnv-v0"])
