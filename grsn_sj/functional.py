@@ -48,6 +48,7 @@ __all__ = [
     "check_threshold",
     "check_tau",
     "check_v_reset",
+    "check_positive_int",
     "surrogate_spec",
     "SURROGATE_IDS",
 ]
@@ -76,6 +77,13 @@ class GRSNSequence(NamedTuple):
 # --------------------------------------------------------------------------------------------
 # validation helpers (shared by every public entry point)
 # --------------------------------------------------------------------------------------------
+
+def check_positive_int(value, name: str) -> int:
+    """``value`` if it is an int >= 1 (bools rejected), else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
 
 def check_threshold(v_threshold: float) -> float:
     if isinstance(v_threshold, bool) or not isinstance(v_threshold, (int, float)):

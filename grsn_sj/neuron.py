@@ -20,6 +20,7 @@ from spikingjelly.activation_based.neuron import BaseNode
 from .functional import (
     apply_episode_start,
     beta_from_tau,
+    check_positive_int,
     check_tau,
     check_threshold,
     check_v_reset,
@@ -110,8 +111,8 @@ class GRSNNode(BaseNode):
         if not callable(surrogate_function):
             raise TypeError("surrogate_function must be a SpikingJelly surrogate module, e.g. "
                             "surrogate.ATan()")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise ValueError(f"size (number of neurons H) must be a positive int, got {size!r}")
+        if size is not None:
+            check_positive_int(size, "size (number of neurons H)")
         if learnable_tau and size is None:
             raise ValueError("learnable_tau=True needs size=H (the number of neurons) to create "
                              "one decay parameter per neuron")
@@ -259,11 +260,8 @@ class GRSN(nn.Module):
     def __init__(self, in_features: int, hidden_features: int, bias: bool = True,
                  forget_bias: float = 0.0, input_bias: float = 0.0, **node_kwargs):
         super().__init__()
-        for name, value in (("in_features", in_features), ("hidden_features", hidden_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        self.in_features = in_features
-        self.hidden_features = hidden_features
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.hidden_features = check_positive_int(hidden_features, "hidden_features")
         self.fc = nn.Linear(in_features, 2 * hidden_features, bias=bias)
         if bias:
             with torch.no_grad():

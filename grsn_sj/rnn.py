@@ -7,7 +7,13 @@ import torch
 import torch.nn as nn
 from spikingjelly.activation_based import surrogate
 
-from .functional import apply_episode_start, grsn_charge, grsn_fire_reset, initial_membrane
+from .functional import (
+    apply_episode_start,
+    check_positive_int,
+    grsn_charge,
+    grsn_fire_reset,
+    initial_membrane,
+)
 from .neuron import GRSN
 
 __all__ = ["RecurrentGRSN"]
@@ -87,16 +93,13 @@ class RecurrentGRSN(nn.Module):
         spike_recurrence: bool = False,
     ):
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                            ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
+        self.input_size = check_positive_int(input_size, "input_size")
+        self.hidden_size = check_positive_int(hidden_size, "hidden_size")
+        self.num_layers = check_positive_int(num_layers, "num_layers")
         self.layers = nn.ModuleList(
             GRSN(input_size if i == 0 else hidden_size, hidden_size, bias=bias,
-                 forget_bias=forget_bias, input_bias=input_bias, tau=tau, v_threshold=v_threshold, v_reset=v_reset,
+                 forget_bias=forget_bias, input_bias=input_bias, tau=tau,
+                 v_threshold=v_threshold, v_reset=v_reset,
                  surrogate_function=surrogate_function, detach_reset=detach_reset,
                  learnable_tau=learnable_tau, step_mode="m", backend=backend)
             for i in range(num_layers)

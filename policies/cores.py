@@ -20,7 +20,13 @@ from spikingjelly.activation_based import functional as sj_functional
 from spikingjelly.activation_based import surrogate
 
 from grsn_sj import RecurrentGRSN
-from grsn_sj.functional import check_tau, check_threshold, check_v_reset, initial_membrane
+from grsn_sj.functional import (
+    check_positive_int,
+    check_tau,
+    check_threshold,
+    check_v_reset,
+    initial_membrane,
+)
 
 __all__ = ["SpikingCore", "GRSNCore", "LIFCore", "NoTAPCore"]
 
@@ -43,13 +49,10 @@ class SpikingCore(nn.Module):
         super().__init__()
         if readout not in self.READOUTS:
             raise ValueError(f"readout must be one of {self.READOUTS}, got {readout!r}")
-        for name, value in (("hidden size", hidden_size), ("number of layers", num_layers),
-                            ("shortcut_dim", shortcut_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
+        self.hidden_size = check_positive_int(hidden_size, "hidden size")
+        self.num_layers = check_positive_int(num_layers, "number of layers")
+        check_positive_int(shortcut_dim, "shortcut_dim")
         self.readout = readout
         self.shortcut = (nn.Sequential(nn.Linear(input_size, shortcut_dim), nn.Tanh())
                          if readout == "spikes+obs" else None)
@@ -167,9 +170,7 @@ class NoTAPCore(SpikingCore):
                  readout: str = "spikes", shortcut_dim: int = 32, sub_steps: int = 4,
                  **grsn_kwargs):
         super().__init__(input_size, hidden_size, num_layers, readout, shortcut_dim)
-        if isinstance(sub_steps, bool) or not isinstance(sub_steps, int) or sub_steps < 1:
-            raise ValueError(f"sub_steps must be a positive int, got {sub_steps!r}")
-        self.sub_steps = sub_steps
+        self.sub_steps = check_positive_int(sub_steps, "sub_steps")
         self.grsn = RecurrentGRSN(input_size, hidden_size, num_layers, **grsn_kwargs)
 
     def forward(self, features, state, episode_starts):
