@@ -7,7 +7,8 @@ every agent (one VecEnv row per (copy, agent), one recurrent state per agent).
 
 Envs: spread-PO (mpe2 simple_spread_v3, N=3, partially observed: nearest agent and 2 nearest
 landmarks), speaker-listener (mpe2 simple_speaker_listener_v4, heterogeneous: padded
-observations/actions + agent id). Policies: grsn (GRSNPolicy), lstm (MlpLstmPolicy), mlp (PPO).
+observations/actions + agent id). Policies: grsn (GRSNPolicy), lif (LIF under TAP), notap
+(spiking without TAP), lstm (MlpLstmPolicy), mlp (PPO, no memory).
 At the end the script prints the team return (sum over agents and steps of an episode), mean +-
 std over evaluation episodes with deterministic actions, and saves the model. Anchors measured
 for spread-PO before this project (100 episodes): uniform random -77.3; PPO-MLP after 1.5M
@@ -22,11 +23,16 @@ import time
 
 import numpy as np
 import torch
-from sb3_contrib import RecurrentPPO
-from stable_baselines3 import PPO
 
-import policies
-from policies.marl import PettingZooVecEnv, TeamMetricsCallback, make_speaker_listener, make_spread_po
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import train_pomdp  # noqa: E402
+from policies.marl import (  # noqa: E402
+    PettingZooVecEnv,
+    TeamMetricsCallback,
+    make_speaker_listener,
+    make_spread_po,
+)
 
 ENVS = {
     "spread-PO": dict(env_fn=make_spread_po, agent_id=False),
@@ -46,19 +52,10 @@ def make_venv(env: str, copies: int, seed: int) -> PettingZooVecEnv:
 
 def build_model(policy: str, venv, cfg: dict, seed: int, device: str = "auto",
                 tensorboard=None, verbose: int = 0):
-    common = dict(n_steps=cfg["n_steps"], batch_size=cfg["batch_size"], n_epochs=cfg["n_epochs"],
-                  learning_rate=cfg["learning_rate"], gamma=cfg["gamma"],
-                  gae_lambda=cfg["gae_lambda"], ent_coef=cfg["ent_coef"], seed=seed,
-                  device=device, tensorboard_log=tensorboard, verbose=verbose)
-    if policy == "mlp":
-        return PPO("MlpPolicy", venv, policy_kwargs=dict(net_arch=[cfg["hidden"]] * 2), **common)
-    if policy == "lstm":
-        return RecurrentPPO("MlpLstmPolicy", venv,
-                            policy_kwargs=dict(lstm_hidden_size=cfg["hidden"]), **common)
-    if policy == "grsn":
-        return RecurrentPPO(policies.GRSNPolicy, venv,
-                            policy_kwargs=dict(grsn_hidden_size=cfg["hidden"]), **common)
-    raise ValueError(f"unknown policy {policy!r}; choose grsn, lstm or mlp")
+    """The model for ``policy`` (grsn, lif, notap, lstm, mlp) with ``cfg``'s hyperparameters;
+    the same construction as ``train_pomdp.build_model``."""
+    return train_pomdp.build_model(policy, venv, cfg, seed, device, tensorboard,
+                                   verbose=verbose)
 
 
 def evaluate_team(model, venv: PettingZooVecEnv, n_episodes: int) -> np.ndarray:
@@ -85,7 +82,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="spread-PO", choices=sorted(ENVS))
-    p.add_argument("--policy", default="grsn", choices=["grsn", "lstm", "mlp"])
+    p.add_argument("--policy", default="grsn", choices=sorted(train_pomdp.POLICIES))
     p.add_argument("--timesteps", type=int, default=HYPERPARAMS["timesteps"],
                    help="agent-steps (VecEnv rows x steps)")
     p.add_argument("--copies", type=int, default=HYPERPARAMS["copies"])
