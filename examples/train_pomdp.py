@@ -157,7 +157,8 @@ def main(argv=None) -> int:
     if args.save:
         os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
         model.save(args.save)
-        print(f"saved to {args.save}.zip")
+        # SB3 adds ".zip" only to a path without a suffix
+        print(f"saved to {args.save if os.path.splitext(args.save)[1] else args.save + '.zip'}")
     return 0 if np.isfinite(mean) else 1
 
 
