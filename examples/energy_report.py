@@ -34,13 +34,7 @@ from stable_baselines3 import PPO
 import policies
 from grsn_sj.energy import EnergyConstants, EnergyReport, collect_observations, estimate_energy
 
-POLICIES = {
-    "grsn": policies.GRSNPolicy,
-    "lif": policies.LIFPolicy,
-    "notap": policies.NoTAPPolicy,
-    "lstm": "MlpLstmPolicy",
-    "mlp": "MlpPolicy",
-}
+from train_pomdp import POLICIES  # noqa: E402  (the one policy table of the examples)
 
 
 def parse_models(items: Sequence[str]) -> dict[str, str]:

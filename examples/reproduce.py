@@ -179,13 +179,23 @@ def summary_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save(fig, out: str, name: str, made: list[str]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = os.path.join(out, name)
+    fig.savefig(path, dpi=110)
+    made.append(path)
+    plt.close(fig)
+
+
 def plots(rows: list[dict], out: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    made = []
+    made: list[str] = []
     tasks = sorted({r["task"] for r in rows})
     pols = [p for p in POLICIES if any(r["policy"] == p for r in rows)]
     ncol = min(4, len(tasks))
@@ -219,11 +229,7 @@ def plots(rows: list[dict], out: str) -> list[str]:
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(out, "learning_curves.png")
-    fig.savefig(path, dpi=110)
-    made.append(path)
-    plt.close(fig)
+    _save(fig, out, "learning_curves.png", made)
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     agent = [statistics.mean(float(r["energy_agent_nj"]) for r in rows if r["policy"] == p)
@@ -236,11 +242,7 @@ def plots(rows: list[dict], out: str) -> list[str]:
     ax.set_xticks(x, pols)
     ax.set_ylabel("nJ per decision")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(out, "energy.png")
-    fig.savefig(path, dpi=110)
-    made.append(path)
-    plt.close(fig)
+    _save(fig, out, "energy.png", made)
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for pol in pols:
@@ -256,11 +258,7 @@ def plots(rows: list[dict], out: str) -> list[str]:
     ax.set_xlabel("energy per decision, whole actor (nJ)")
     ax.set_ylabel("return, normalised per task")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(out, "return_vs_energy.png")
-    fig.savefig(path, dpi=110)
-    made.append(path)
-    plt.close(fig)
+    _save(fig, out, "return_vs_energy.png", made)
     return made
 
 

@@ -7,6 +7,7 @@ from sb3_contrib import RecurrentPPO
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 
+import reproduce  # noqa: E402
 import train_marl  # noqa: E402
 import train_pomdp  # noqa: E402
 
@@ -70,3 +71,24 @@ def test_train_marl_cli_reports_team_return(tmp_path, capsys):
     assert "over 3 episodes" in line
     mean = float(line.split("team return ")[1].split(" ")[0])
     assert -1000 < mean < 0  # spread rewards are negative distances
+
+
+def test_reproduce_quick_writes_rows_plots_and_resumes(tmp_path):
+    import csv
+
+
+    out = str(tmp_path / "repro")
+    args = ["--quick", "--tasks", "CueRecall-v0", "--policies", "grsn", "mlp", "--out", out]
+    assert reproduce.main(args) == 0
+    rows = list(csv.DictReader(open(tmp_path / "repro" / "results.csv")))
+    assert [(r["task"], r["policy"]) for r in rows] == [("CueRecall-v0", "grsn"),
+                                                         ("CueRecall-v0", "mlp")]
+    grsn, mlp = rows
+    assert 0 < float(grsn["firing_rate"]) < 1 and mlp["firing_rate"] == "nan"
+    assert float(grsn["energy_core_nj"]) > 0 and float(mlp["energy_core_nj"]) == 0
+    assert float(grsn["acs_agent"]) > 0 and float(mlp["acs_agent"]) == 0
+    for name in ("learning_curves.png", "energy.png", "return_vs_energy.png", "summary.md"):
+        assert (tmp_path / "repro" / name).stat().st_size > 0
+    assert "| CueRecall-v0 |" in (tmp_path / "repro" / "summary.md").read_text()
+    assert reproduce.main(args) == 0  # resumes: nothing new to run
+    assert len(list(csv.DictReader(open(tmp_path / "repro" / "results.csv")))) == 2
