@@ -87,9 +87,8 @@ def check_positive_int(value, name: str) -> int:
 
 def check_threshold(v_threshold: float) -> float:
     if isinstance(v_threshold, bool) or not isinstance(v_threshold, (int, float)):
-        raise TypeError(
-            f"v_threshold must be a float, got {type(v_threshold).__name__}; pass e.g. v_threshold=1.0"
-        )
+        raise TypeError(f"v_threshold must be a float, got {type(v_threshold).__name__}; "
+                        "pass e.g. v_threshold=1.0")
     v_threshold = float(v_threshold)
     if not math.isfinite(v_threshold) or v_threshold <= 0.0:
         raise ValueError(
@@ -222,7 +221,8 @@ def apply_episode_start(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Send the state of the rows where ``start`` is nonzero back to its initial value.
 
-    ``start`` (bool, integer or float; any nonzero value means "episode starts") has the state's shape without the neuron dimension (``[*batch]``); ``v`` goes to
+    ``start`` (bool, integer or float; any nonzero value means "episode starts") has the
+    state's shape without the neuron dimension (``[*batch]``); ``v`` goes to
     :func:`initial_membrane`, ``c`` to 0. Gradients do not flow through a reset row.
     """
     keep = (start == 0).to(v.dtype).unsqueeze(-1)

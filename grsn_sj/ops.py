@@ -79,7 +79,8 @@ def _numba_forward(x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset
     kernel = nk.forward_kernel(reset_mask is not None, hard_reset, surrogate_id, spiking)
     kernel(
         _flat(fg, T), _flat(ig, T), _flat(v0), _flat(c0), beta.numpy(), mask.numpy(),
-        np_dtype(v_threshold), np_dtype(v_reset), np_dtype(alpha), _flat(spike, T), _flat(h_seq, T), _flat(c_seq, T), _flat(v_out), _flat(c_out),
+        np_dtype(v_threshold), np_dtype(v_reset), np_dtype(alpha),
+        _flat(spike, T), _flat(h_seq, T), _flat(c_seq, T), _flat(v_out), _flat(c_out),
     )
     return spike, h_seq, c_seq, v_out, c_out
 
