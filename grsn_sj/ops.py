@@ -25,6 +25,7 @@ saying why and what to use instead.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Optional
 
@@ -214,7 +215,12 @@ def cupy_available() -> tuple[bool, str]:
     ``(False, reason)`` with the real import error."""
     if "ok" not in _cupy_state:
         try:
-            from . import _cupy_backend  # noqa: F401  (registers the CUDA kernel)
+            importlib.import_module(f"{__package__}._cupy_backend")  # registers the kernel
+        except ModuleNotFoundError as exc:
+            _cupy_state["ok"] = False
+            _cupy_state["why"] = (
+                "this version of grsn_sj has no CUDA kernel yet" if exc.name ==
+                f"{__package__}._cupy_backend" else f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # ImportError, or cupy failing to find a driver
             _cupy_state["ok"] = False
             _cupy_state["why"] = f"{type(exc).__name__}: {exc}"
@@ -262,8 +268,8 @@ def resolve_backend(backend: str, device: torch.device, surrogate_function) -> s
         ok, why = cupy_available()
         if not ok:
             raise RuntimeError(
-                f"backend='cupy' needs cupy, which failed to import ({why}); install the extra "
-                "with pip install 'grsn_sj[cuda]' or use backend='torch'")
+                f"backend='cupy' cannot run: {why}. Use backend='torch' (or 'auto') on CUDA "
+                "tensors")
     return backend
 
 

@@ -286,3 +286,13 @@ def test_bad_types_raise_type_error(bad, match):
     with pytest.raises(TypeError, match=match):
         grsn_multi_step(**args)
 
+
+
+def test_cupy_backend_reports_why_it_cannot_run(monkeypatch):
+    monkeypatch.setattr(ops, "_cupy_state", {})
+    ok, why = ops.cupy_available()
+    if ok:
+        pytest.skip("the CUDA backend is available here")
+    assert why  # a reason, never an empty message
+    with pytest.raises(RuntimeError, match="backend='cupy' cannot run: " + why[:20]):
+        resolve_backend("cupy", torch.device("cuda"), surrogate.ATan())
