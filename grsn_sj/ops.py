@@ -13,7 +13,8 @@ returns a :class:`~grsn_sj.functional.GRSNSequence`.
 Backends:
 
 * ``'torch'``: the reference loop (any device, any surrogate, any dtype).
-* ``'numba'``: the fused CPU op (float32 and float64; float16/bfloat16 are computed in float32).
+* ``'numba'``: the fused CPU op (float32 and float64; float16/bfloat16 are computed in float32,
+  as on CUDA).
 * ``'cupy'``: the fused CUDA op.
 * ``'auto'``: ``'numba'`` for CPU tensors, ``'cupy'`` for CUDA tensors when cupy imports, and the
   torch reference otherwise -- in particular for a surrogate function the kernels do not
@@ -219,7 +220,7 @@ def cupy_available() -> tuple[bool, str]:
         except ModuleNotFoundError as exc:
             _cupy_state["ok"] = False
             _cupy_state["why"] = (
-                "this version of grsn_sj has no CUDA kernel yet" if exc.name ==
+                "this version of grsn_sj has no CUDA kernel" if exc.name ==
                 f"{__package__}._cupy_backend" else f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # ImportError, or cupy failing to find a driver
             _cupy_state["ok"] = False
@@ -268,8 +269,8 @@ def resolve_backend(backend: str, device: torch.device, surrogate_function) -> s
         ok, why = cupy_available()
         if not ok:
             raise RuntimeError(
-                f"backend='cupy' cannot run: {why}. Use backend='torch' (or 'auto') on CUDA "
-                "tensors")
+                f"backend='cupy' cannot run: {why}. Install it with pip install "
+                "'grsn_sj[cuda]' (cupy for CUDA 12), or use backend='torch' / 'auto'")
     return backend
 
 
@@ -362,7 +363,7 @@ def grsn_multi_step(
     sid, alpha, spiking = surrogate_spec(surrogate_function)
     out_dtype = x_seq.dtype
     compute_dtype = out_dtype
-    if chosen == "numba" and out_dtype not in (torch.float32, torch.float64):
+    if out_dtype not in (torch.float32, torch.float64):  # the fused kernels: f32 / f64
         compute_dtype = torch.float32
     x = x_seq.to(compute_dtype).contiguous()
     v0 = v.to(compute_dtype).contiguous()
