@@ -28,7 +28,8 @@ _BLOCK = 128
 @functools.lru_cache(maxsize=None)
 def _module(device_index: int) -> "cupy.RawModule":
     with cupy.cuda.Device(device_index):
-        return cupy.RawModule(code=_SOURCE, options=("-std=c++14",))
+        # -fmad=false: round like torch and numba (no fused multiply-add), so spikes match
+        return cupy.RawModule(code=_SOURCE, options=("-std=c++14", "-fmad=false"))
 
 
 def _suffix_and_scalar(dtype: torch.dtype):
@@ -47,7 +48,10 @@ def _launch(name: str, device: torch.device, n_threads: int, args: tuple) -> Non
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream)
         grid = (max(n_threads, 1) + _BLOCK - 1) // _BLOCK
         kernel((grid,), (_BLOCK,),
-               tuple(cupy.asarray(a) if isinstance(a, torch.Tensor) else a for a in args),
+               # detach(): inside a custom op the inputs still carry requires_grad, and torch
+               # refuses __cuda_array_interface__ on such tensors (no copy is made).
+               tuple(cupy.asarray(a.detach()) if isinstance(a, torch.Tensor) else a
+                     for a in args),
                stream=stream)
 
 

@@ -176,3 +176,129 @@ def test_cupy_backend_half_input():
     ref = grsn_multi_step_reference(x.float(), v.float(), v.float(), 0.5)
     assert out.spike_seq.dtype == torch.half
     torch.testing.assert_close(out.h_seq.float(), ref.h_seq, rtol=1e-2, atol=1e-2)
+
+
+# ------------------------------------------------- the CuPy launcher, run on the host harness
+
+class _HostCupy:
+    """Stand-in for the few cupy names ``grsn_sj._cupy_backend`` uses, backed by the host
+    harness. It enforces what real CuPy + torch would: ``asarray`` refuses tensors that require
+    grad (torch's ``__cuda_array_interface__`` raises for them) and non-contiguous tensors (a
+    raw kernel only gets the data pointer), and kernel scalars must be numpy scalars of the
+    kernel's parameter width (CuPy passes a Python int as int64, a float as double)."""
+
+    def __init__(self, lib):
+        import types
+        from contextlib import nullcontext
+
+        self.lib = lib
+        self.compiled = []
+        self.module = types.ModuleType("cupy")
+        self.module.asarray = self.asarray
+        self.module.RawModule = self.raw_module
+        self.module.cuda = types.SimpleNamespace(Device=lambda index: nullcontext(),
+                                                 ExternalStream=lambda ptr: nullcontext())
+
+    @staticmethod
+    def asarray(t):
+        if t.requires_grad:
+            raise RuntimeError("Can't get __cuda_array_interface__ on Variable that requires "
+                               "grad (as torch says)")
+        if not t.is_contiguous():
+            raise ValueError("a non-contiguous tensor would hand the kernel a strided view")
+        return np.uint64(t.data_ptr())
+
+    def raw_module(self, code, options=()):
+        import types
+
+        self.compiled.append((code, options))
+        return types.SimpleNamespace(get_function=self.function)
+
+    def function(self, name):
+        kernel = getattr(self.lib, name)
+        to_c = {np.uint64: ctypes.c_void_p, np.int32: ctypes.c_int, np.float32: ctypes.c_float,
+                np.float64: ctypes.c_double}
+
+        def launch(grid, block, args, stream=None):
+            bad = [type(a).__name__ for a in args if type(a) not in to_c]
+            if bad:
+                raise TypeError(f"kernel arguments must be numpy scalars, got {bad}")
+            c_args = [to_c[type(a)](int(a) if type(a) is np.uint64 else a.item()) for a in args]
+            for b in range(grid[0]):
+                for t in range(block[0]):
+                    self.lib.grsn_set_thread(b, t, block[0])
+                    kernel(*c_args)
+
+        return launch
+
+
+@pytest.fixture
+def host_backend(host_lib, monkeypatch):
+    """``grsn_sj._cupy_backend`` imported against :class:`_HostCupy`, launching on the CPU.
+    (Importing it registers its kernels for the 'cuda' dispatch key, so this runs only where
+    CUDA is absent: there nothing dispatches to them, and the real module is tested on GPUs.)"""
+    import importlib
+    import sys
+    import types
+
+    if torch.cuda.is_available():
+        pytest.skip("the real cupy backend is tested on this machine")
+    fake = _HostCupy(host_lib)
+    monkeypatch.setitem(sys.modules, "cupy", fake.module)
+    monkeypatch.delitem(sys.modules, "grsn_sj._cupy_backend", raising=False)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "current_stream",
+                        lambda device=None: types.SimpleNamespace(cuda_stream=0))
+    backend = importlib.import_module("grsn_sj._cupy_backend")
+    yield backend, fake
+    sys.modules.pop("grsn_sj._cupy_backend", None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape, v_reset, detach_reset, sid", [
+    ((9, (5,), 6), None, False, 0),        # the usual case
+    ((1, (7,), 5), 0.0, True, 1),          # T = 1, odd rows x neurons
+    ((6, (2, 3), 4), -0.3, False, 1),      # several batch dimensions
+])
+def test_cupy_launcher_on_host_matches_reference(host_backend, dtype, shape, v_reset,
+                                                 detach_reset, sid):
+    """The CuPy backend's own forward/backward functions (argument order, dtypes of the
+    scalars, contiguity, grad_beta reduction), launched on the host harness with inputs that
+    require grad, as they do inside the custom op during training."""
+    backend, fake = host_backend
+    T, batch, H = shape
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(T, *batch, 2 * H, generator=g, dtype=dtype) * 2.0
+    x[..., H:] += 1.0
+    x_strided = x.transpose(0, -1).contiguous().transpose(0, -1)  # same values, not contiguous
+    v0 = torch.rand(*batch, H, generator=g, dtype=dtype)
+    c0 = torch.rand(*batch, H, generator=g, dtype=dtype)
+    beta = 0.2 + 0.6 * torch.rand(H, generator=g, dtype=dtype)
+    mask = (torch.rand(T, *batch, generator=g) < 0.3).to(dtype)
+    weights = [torch.randn(T, *batch, H, generator=g, dtype=dtype) for _ in range(3)] + [
+        torch.randn(*batch, H, generator=g, dtype=dtype) for _ in range(2)]
+    sg = SURROGATES[sid]()
+    alpha = float(sg.alpha)
+    hard = v_reset is not None
+    vr = 0.0 if v_reset is None else v_reset
+
+    leaves = [t.clone().requires_grad_() for t in (x, v0, c0, beta)]
+    ref = grsn_multi_step_reference(*leaves, 1.0, v_reset, sg, detach_reset, mask)
+    sum((o * w).sum() for o, w in zip(ref, weights)).backward()
+
+    inputs = [t.clone().requires_grad_() for t in (x_strided, v0, c0, beta)]
+    out = backend._forward(*inputs, mask, 1.0, vr, hard, detach_reset, sid, alpha, True)
+    assert len(fake.compiled) == 1 and fake.compiled[0][0] == CU.read_text()
+    assert out[0].sum() > 0, "test inputs should make neurons fire"
+    assert torch.equal(out[0], ref.spike_seq.detach())
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    for got, want in zip(out, ref):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want.detach(), **tol)
+
+    grads = backend._backward(*weights, *inputs, mask, out[1], out[2], 1.0, vr, hard,
+                              detach_reset, sid, alpha, True)
+    gtol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
+    for name, got, leaf in zip(("x", "v0", "c0", "beta"), grads, leaves):
+        assert got.shape == leaf.shape
+        torch.testing.assert_close(got, leaf.grad, **gtol, msg=lambda m: f"grad {name}: {m}")
