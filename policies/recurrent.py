@@ -16,6 +16,7 @@ LSTM parameter remains in the module or the optimizer.
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, Callable, Optional
 
 import torch as th
@@ -132,8 +133,9 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                                               **self.optimizer_kwargs)
 
     # ------------------------------------------------------------------ what subclasses change
+    @abstractmethod
     def _make_core(self, input_size: int, hidden_size: int, num_layers: int) -> SpikingCore:
-        raise NotImplementedError(f"{type(self).__name__} must implement _make_core")
+        """The memory core placed in ``lstm_actor`` (and ``lstm_critic``)."""
 
     # ------------------------------------------------------------------ overrides
     def _build_mlp_extractor(self) -> None:

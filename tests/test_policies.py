@@ -270,3 +270,10 @@ def test_unsupported_action_space_is_rejected():
 def test_wrong_policy_kwargs(kw, err, match):
     with pytest.raises(err, match=match):
         _build(**kw)
+
+
+def test_the_base_policy_needs_a_core():
+    from policies import SpikingRecurrentPolicy
+
+    with pytest.raises(TypeError, match="abstract"):
+        _build(policy=SpikingRecurrentPolicy)
