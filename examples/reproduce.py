@@ -219,7 +219,10 @@ def plots(rows: list[dict], out: str) -> list[str]:
             smoothed = []
             for c in curves:
                 k = max(1, len(c) // 20)
-                ret = np.convolve(c[:, 1], np.ones(k) / k, mode="same")
+                # moving average over the samples that exist (no zero padding at the edges)
+                window = np.ones(k)
+                ret = (np.convolve(c[:, 1], window, mode="same")
+                       / np.convolve(np.ones(len(c)), window, mode="same"))
                 smoothed.append(np.interp(grid, c[:, 0], ret))
             s = np.array(smoothed)
             ax.plot(grid, s.mean(0), label=pol)
