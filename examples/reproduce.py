@@ -101,11 +101,7 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str) -> dict:
         cfg = train_pomdp.config_for(task)
         if quick:
             cfg.update(timesteps=2048, n_envs=4, n_steps=64, batch_size=128)
-        env = policies.make_env(task, cfg["n_envs"], seed, **TASK_KWARGS.get(task, {}))
-        if cfg.get("normalize"):
-            from stable_baselines3.common.vec_env import VecNormalize
-
-            env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=cfg["gamma"])
+        env = train_pomdp.make_train_env(task, cfg, seed, **TASK_KWARGS.get(task, {}))
         model = train_pomdp.build_model(policy, env, cfg, seed, "cpu")
     curve = CurveCallback(marl)
     t0 = time.time()

@@ -73,6 +73,17 @@ def config_for(env_id: str) -> dict:
     return cfg
 
 
+def make_train_env(env_id: str, cfg: dict, seed: int, **env_kwargs):
+    """The training VecEnv of the table's config: ``cfg["n_envs"]`` Monitor-wrapped copies,
+    with reward normalisation where the table asks for it (Pendulum)."""
+    env = policies.make_env(env_id, cfg["n_envs"], seed, **env_kwargs)
+    if cfg.get("normalize"):
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=cfg["gamma"])
+    return env
+
+
 def build_model(policy: str, env, cfg: dict, seed: int, device: str, tensorboard=None,
                 policy_kwargs=None, verbose: int = 0):
     """The model for ``policy`` with the table's hyperparameters (also used by reproduce.py)."""
@@ -119,12 +130,7 @@ def main(argv=None) -> int:
         if cfg[key] < 1:
             p.error(f"--{key.replace('_', '-')} must be >= 1")
 
-    env = policies.make_env(args.env, cfg["n_envs"], args.seed,
-                            prev_action_reward=args.prev_action_reward)
-    if cfg.get("normalize"):
-        from stable_baselines3.common.vec_env import VecNormalize
-
-        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=cfg["gamma"])
+    env = make_train_env(args.env, cfg, args.seed, prev_action_reward=args.prev_action_reward)
     model = build_model(args.policy, env, cfg, args.seed, args.device, args.tensorboard,
                         policy_kwargs=parse_kwargs(args.policy_kwargs))
     print(f"training {args.policy} on {args.env} for {cfg['timesteps']} steps "

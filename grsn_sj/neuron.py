@@ -27,15 +27,9 @@ from .functional import (
     grsn_step,
     initial_membrane,
 )
-from .ops import BACKENDS, grsn_multi_step
+from .ops import check_backend, grsn_multi_step
 
 __all__ = ["GRSNNode", "GRSN"]
-
-
-def _check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    return backend
 
 
 class GRSNNode(BaseNode):
@@ -124,7 +118,7 @@ class GRSNNode(BaseNode):
         self.tau = tau
         self.size = size
         self.learnable_tau = bool(learnable_tau)
-        self.backend = _check_backend(backend)
+        self.backend = check_backend(backend)
         if self.learnable_tau:
             beta0 = 1.0 - 1.0 / tau
             self.w = nn.Parameter(torch.full((size,), math.log(beta0 / (1.0 - beta0))))
@@ -223,9 +217,6 @@ class GRSNNode(BaseNode):
                            episode_starts: Optional[torch.Tensor] = None):
         args = () if episode_starts is None else (episode_starts,)
         return super().multi_step_forward(x_seq, *args)
-
-    def _v_seq_source(self):
-        return self.v
 
 
 class GRSN(nn.Module):

@@ -26,7 +26,6 @@ saying why and what to use instead.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Optional
 
@@ -41,7 +40,9 @@ from .functional import (
     surrogate_spec,
 )
 
-__all__ = ["grsn_multi_step", "BACKENDS", "resolve_backend", "cupy_available"]
+__all__ = [
+    "grsn_multi_step", "BACKENDS", "check_backend", "resolve_backend", "cupy_available",
+]
 
 logger = logging.getLogger("grsn_sj")
 
@@ -64,6 +65,13 @@ def _gates(x: Tensor) -> tuple[Tensor, Tensor]:
     return torch.sigmoid(x[..., :hidden]), torch.relu(x[..., hidden:])
 
 
+def _kernel_mask(reset_mask, x: Tensor, T: int) -> Tensor:
+    """The ``[T, M]`` reset mask the kernels read, or a dummy ``[1, 1]`` when there is none."""
+    if reset_mask is None:
+        return torch.zeros((1, 1), dtype=x.dtype)
+    return reset_mask.reshape(T, -1)
+
+
 def _numba_forward(x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset, surrogate_id,
                    alpha, spiking):
     from . import _numba_kernels as nk
@@ -76,8 +84,7 @@ def _numba_forward(x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset
     c_seq = torch.empty_like(spike)
     v_out = torch.empty_like(v0)
     c_out = torch.empty_like(c0)
-    mask = (reset_mask.reshape(T, -1) if reset_mask is not None
-            else torch.zeros((1, 1), dtype=x.dtype))
+    mask = _kernel_mask(reset_mask, x, T)
     kernel = nk.forward_kernel(reset_mask is not None, hard_reset, surrogate_id, spiking)
     kernel(
         _flat(fg, T), _flat(ig, T), _flat(v0), _flat(c0), beta.numpy(), mask.numpy(),
@@ -98,8 +105,7 @@ def _numba_backward(g_spike, g_h, g_c, g_v, g_cT, x, v0, c0, beta, reset_mask, h
     gv0 = torch.empty_like(v0)
     gc0 = torch.empty_like(c0)
     gbeta = torch.empty_like(v0)
-    mask = (reset_mask.reshape(T, -1) if reset_mask is not None
-            else torch.zeros((1, 1), dtype=x.dtype))
+    mask = _kernel_mask(reset_mask, x, T)
     kernel = nk.backward_kernel(reset_mask is not None, hard_reset, detach_reset, surrogate_id,
                                 spiking)
     kernel(
@@ -216,12 +222,7 @@ def cupy_available() -> tuple[bool, str]:
     ``(False, reason)`` with the real import error."""
     if "ok" not in _cupy_state:
         try:
-            importlib.import_module(f"{__package__}._cupy_backend")  # registers the kernel
-        except ModuleNotFoundError as exc:
-            _cupy_state["ok"] = False
-            _cupy_state["why"] = (
-                "this version of grsn_sj has no CUDA kernel" if exc.name ==
-                f"{__package__}._cupy_backend" else f"{type(exc).__name__}: {exc}")
+            from . import _cupy_backend  # noqa: F401  (registers the CUDA kernel)
         except Exception as exc:  # ImportError, or cupy failing to find a driver
             _cupy_state["ok"] = False
             _cupy_state["why"] = f"{type(exc).__name__}: {exc}"
@@ -231,11 +232,16 @@ def cupy_available() -> tuple[bool, str]:
     return _cupy_state["ok"], _cupy_state["why"]
 
 
-def resolve_backend(backend: str, device: torch.device, surrogate_function) -> str:
-    """The backend that will run: ``'torch'``, ``'numba'`` or ``'cupy'``."""
+def check_backend(backend: str) -> str:
+    """``backend`` if it is one of :data:`BACKENDS`, else a ValueError listing them."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    if backend == "torch":
+    return backend
+
+
+def resolve_backend(backend: str, device: torch.device, surrogate_function) -> str:
+    """The backend that will run: ``'torch'``, ``'numba'`` or ``'cupy'``."""
+    if check_backend(backend) == "torch":
         return "torch"
     spec = surrogate_spec(surrogate_function)
     if backend == "auto":
