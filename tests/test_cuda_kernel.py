@@ -251,7 +251,11 @@ def host_backend(host_lib, monkeypatch):
                         lambda device=None: types.SimpleNamespace(cuda_stream=0))
     backend = importlib.import_module("grsn_sj._cupy_backend")
     yield backend, fake
+    # forget the stand-in backend entirely: both the module entry and the package attribute that
+    # the import set (``from . import _cupy_backend`` in ops would otherwise find it)
     sys.modules.pop("grsn_sj._cupy_backend", None)
+    if hasattr(grsn_sj, "_cupy_backend"):
+        delattr(grsn_sj, "_cupy_backend")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
