@@ -68,7 +68,7 @@ class CurveCallback(BaseCallback):
         return True
 
 
-def energy_of(model, env_id: str, marl: bool, seed: int) -> dict:
+def energy_of(model, env_id: str, marl: bool, seed: int, env_kwargs: dict) -> dict:
     """Energy per decision from real rollout observations of the trained model."""
     from grsn_sj import energy
 
@@ -77,7 +77,7 @@ def energy_of(model, env_id: str, marl: bool, seed: int) -> dict:
 
         env = train_marl.make_venv(env_id, 2, seed + 20_000)
     else:
-        env = policies.make_env(env_id, 4, seed + 20_000, **TASK_KWARGS.get(env_id, {}))
+        env = policies.make_env(env_id, 4, seed + 20_000, **env_kwargs)
     obs, starts = energy.collect_observations(model, env, n_steps=128)
     report = energy.estimate_energy(model.policy, obs, starts)
     env.close()
@@ -86,8 +86,18 @@ def energy_of(model, env_id: str, marl: bool, seed: int) -> dict:
                 macs_agent=round(report.agent.macs, 1), acs_agent=round(report.agent.acs, 1))
 
 
-def run_one(task: str, policy: str, seed: int, quick: bool, out: str) -> dict:
+def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
+            policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
+            name: str | None = None) -> dict:
+    """Train, evaluate and measure one (task, policy, seed); returns its CSV row.
+
+    ``policy_kwargs`` / ``env_kwargs`` (POMDP tasks only) change the configuration, as
+    ``examples/levers.py`` does; ``name`` labels the learning curve file (default: the policy).
+    """
     marl = task in MARL_TASKS
+    if marl and (policy_kwargs or env_kwargs):
+        raise ValueError("policy_kwargs / env_kwargs are supported for the POMDP tasks only")
+    env_kwargs = {**TASK_KWARGS.get(task, {}), **(env_kwargs or {})}
     torch.manual_seed(seed)
     if marl:
         import train_marl
@@ -101,8 +111,9 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str) -> dict:
         cfg = train_pomdp.config_for(task)
         if quick:
             cfg.update(timesteps=2048, n_envs=4, n_steps=64, batch_size=128)
-        env = train_pomdp.make_train_env(task, cfg, seed, **TASK_KWARGS.get(task, {}))
-        model = train_pomdp.build_model(policy, env, cfg, seed, "cpu")
+        env = train_pomdp.make_train_env(task, cfg, seed, **env_kwargs)
+        model = train_pomdp.build_model(policy, env, cfg, seed, "cpu",
+                                        policy_kwargs=policy_kwargs)
     curve = CurveCallback(marl)
     t0 = time.time()
     model.learn(cfg["timesteps"], callback=curve)
@@ -121,16 +132,16 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str) -> dict:
     else:
         from stable_baselines3.common.evaluation import evaluate_policy
 
-        eval_env = policies.make_env(task, 4, seed + 10_000, **TASK_KWARGS.get(task, {}))
+        eval_env = policies.make_env(task, 4, seed + 10_000, **env_kwargs)
         mean, std = evaluate_policy(model, eval_env, n_eval_episodes=5 if quick else 20,
                                     deterministic=True)
     rate = model.policy.lstm_actor.firing_rate() if spiking else float("nan")
     row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["timesteps"],
                eval_return=round(float(mean), 3), eval_std=round(float(std), 3),
                steps_per_s=round(sps, 1), firing_rate=round(rate, 4))
-    row.update(energy_of(model, task, marl, seed))
+    row.update(energy_of(model, task, marl, seed, env_kwargs))
     os.makedirs(os.path.join(out, "curves"), exist_ok=True)
-    with open(os.path.join(out, "curves", f"{task}_{policy}_{seed}.json"), "w") as f:
+    with open(os.path.join(out, "curves", f"{task}_{name or policy}_{seed}.json"), "w") as f:
         json.dump(curve.points, f)
     env.close()
     return row

@@ -92,3 +92,35 @@ def test_reproduce_quick_writes_rows_plots_and_resumes(tmp_path):
     assert "| CueRecall-v0 |" in (tmp_path / "repro" / "summary.md").read_text()
     assert reproduce.main(args) == 0  # resumes: nothing new to run
     assert len(list(csv.DictReader(open(tmp_path / "repro" / "results.csv")))) == 2
+
+
+def test_levers_change_what_they_say_and_the_runner_resumes(tmp_path):
+    import csv
+
+    import levers
+
+    cfg = train_pomdp.config_for("CartPole-P-v0")
+    env = train_pomdp.make_train_env("CartPole-P-v0", dict(cfg, n_envs=1), 0)
+    built = {}
+    for name in ("default", "learnable_tau", "surrogate_alpha_4", "tau_4", "two_layers"):
+        policy, make_kwargs, _, _ = levers.LEVERS[name]
+        model = train_pomdp.build_model(policy, env, cfg, 0, "cpu", policy_kwargs=make_kwargs())
+        built[name] = model.policy.lstm_actor.grsn
+    nodes = {name: grsn.layers[0].node for name, grsn in built.items()}
+    assert not nodes["default"].learnable_tau and nodes["learnable_tau"].learnable_tau
+    assert nodes["default"].surrogate_function.alpha == 2.0
+    assert nodes["surrogate_alpha_4"].surrogate_function.alpha == 4.0
+    assert nodes["default"].beta == 0.5 and nodes["tau_4"].beta == 0.75
+    assert built["default"].num_layers == 1 and built["two_layers"].num_layers == 2
+
+    out = str(tmp_path / "lev")
+    args = ["--quick", "--levers", "default", "prev_action_reward", "--seeds", "3",
+            "--out", out]
+    assert levers.main(args) == 0
+    rows = list(csv.DictReader(open(tmp_path / "lev" / "results.csv")))
+    assert [(r["lever"], r["policy"], r["seed"]) for r in rows] == [
+        ("default", "grsn", "3"), ("prev_action_reward", "grsn", "3")]
+    summary = (tmp_path / "lev" / "summary.md").read_text()
+    assert "| default |" in summary and "| prev_action_reward |" in summary
+    assert levers.main(args) == 0  # resumes: nothing new
+    assert len(list(csv.DictReader(open(tmp_path / "lev" / "results.csv")))) == 2

@@ -1,0 +1,115 @@
+"""The levers of spec §5 (and two more), measured on one task, several seeds, equal budgets.
+
+    python examples/levers.py                                   # CartPole-P, seeds 0 1 2
+    python examples/levers.py --levers default learnable_tau --seeds 0
+    python examples/levers.py --env CartPole-V-v0 --out runs/levers_v
+    python examples/levers.py --quick                           # smoke run (tiny budget)
+
+Each lever is one change to the GRSN policy (or to what it observes) against the default
+configuration, with the task's budget and PPO hyperparameters from ``examples/train_pomdp.py``'s
+table, and the same training / evaluation / energy measurement as ``examples/reproduce.py``
+(whose ``run_one`` this script calls). The LSTM, with and without the previous action and reward,
+is run as the reference. One CSV row per (lever, seed) goes to ``<out>/results.csv``; finished rows
+are skipped, so the script resumes. At the end it prints a table: return per seed, mean +- std,
+firing rate of the readout layer and energy per decision of the deployed actor.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import sys
+import time
+from typing import Callable
+
+from spikingjelly.activation_based import surrogate
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import reproduce  # noqa: E402
+
+#: lever name -> (policy, policy_kwargs factory, env_kwargs, what it changes). Factories,
+#: because a surrogate function is a module and every run gets its own.
+LEVERS: dict[str, tuple[str, Callable[[], dict], dict, str]] = {
+    "default": ("grsn", dict, {}, "GRSNPolicy as shipped (tau 2, ATan alpha 2, input bias 1)"),
+    "learnable_tau": ("grsn", lambda: dict(learnable_tau=True), {},
+                      "per-neuron learnable membrane decay, initialised at tau = 2"),
+    "surrogate_alpha_1": ("grsn", lambda: dict(surrogate_function=surrogate.ATan(alpha=1.0)),
+                          {}, "flatter surrogate gradient (ATan alpha 1; default 2)"),
+    "surrogate_alpha_4": ("grsn", lambda: dict(surrogate_function=surrogate.ATan(alpha=4.0)),
+                          {}, "steeper surrogate gradient (ATan alpha 4)"),
+    "tau_4": ("grsn", lambda: dict(tau=4.0), {}, "slower membrane (tau 4; paper 2)"),
+    "two_layers": ("grsn", lambda: dict(n_grsn_layers=2), {}, "two stacked GRSN layers"),
+    "shortcut": ("grsn", lambda: dict(readout="spikes+obs"), {},
+                 "readout = spikes + tanh embedding of the observation"),
+    "prev_action_reward": ("grsn", dict, dict(prev_action_reward=True),
+                           "previous action and reward appended to the observation"),
+    "lstm": ("lstm", dict, {}, "reference: sb3-contrib's MlpLstmPolicy"),
+    "lstm_prev_action_reward": ("lstm", dict, dict(prev_action_reward=True),
+                                "reference: LSTM with the previous action and reward"),
+}
+FIELDS = ["lever"] + reproduce.FIELDS
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table of the rows, in LEVERS order."""
+    lines = ["| lever | per seed | mean ± std | firing rate | nJ/decision (actor) |",
+             "|---|---|---|---|---|"]
+    for lever in LEVERS:
+        sel = sorted((r for r in rows if r["lever"] == lever), key=lambda r: int(r["seed"]))
+        if not sel:
+            continue
+        vals = [float(r["eval_return"]) for r in sel]
+        sd = statistics.pstdev(vals) if len(vals) > 1 else 0.0
+        rates = [float(r["firing_rate"]) for r in sel if r["firing_rate"] not in ("", "nan")]
+        rate = f"{statistics.mean(rates):.3f}" if rates else "–"
+        energy = statistics.mean(float(r["energy_agent_nj"]) for r in sel)
+        lines.append(f"| {lever} | {' / '.join(f'{v:.1f}' for v in vals)} | "
+                     f"{statistics.mean(vals):.1f} ± {sd:.1f} | {rate} | {energy:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="CartPole-P-v0", choices=reproduce.POMDP_TASKS)
+    p.add_argument("--levers", nargs="+", default=list(LEVERS), choices=list(LEVERS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--quick", action="store_true", help="tiny budget (smoke run)")
+    p.add_argument("--out", default=None, help="output folder (default runs/levers[_quick])")
+    args = p.parse_args(argv)
+    out = args.out or ("runs/levers_quick" if args.quick else "runs/levers")
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "results.csv")
+
+    done = {(r["lever"], r["task"], int(r["seed"])) for r in reproduce.load_rows(path)}
+    for lever in args.levers:
+        policy, make_kwargs, env_kwargs, _ = LEVERS[lever]
+        for seed in args.seeds:
+            if (lever, args.env, seed) in done:
+                continue
+            t0 = time.time()
+            row = reproduce.run_one(args.env, policy, seed, args.quick, out,
+                                    policy_kwargs=make_kwargs(), env_kwargs=env_kwargs,
+                                    name=lever)
+            row["lever"] = lever
+            new = not os.path.exists(path)
+            with open(path, "a", newline="") as f:
+                w = csv.DictWriter(f, FIELDS)
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+            print(f"{lever:<24} seed {seed}: return {row['eval_return']:9.1f} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+
+    rows = [r for r in reproduce.load_rows(path) if r["task"] == args.env]
+    text = table(rows)
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(f"{args.env}\n\n" + text)
+    print("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
