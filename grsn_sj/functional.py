@@ -42,6 +42,7 @@ __all__ = [
     "grsn_step",
     "grsn_multi_step_reference",
     "apply_episode_start",
+    "reset_membrane",
     "GRSNSequence",
     "initial_membrane",
     "beta_from_tau",
@@ -225,8 +226,14 @@ def apply_episode_start(
     state's shape without the neuron dimension (``[*batch]``); ``v`` goes to
     :func:`initial_membrane`, ``c`` to 0. Gradients do not flow through a reset row.
     """
+    return reset_membrane(v, start, v_reset), c * (start == 0).to(c.dtype).unsqueeze(-1)
+
+
+def reset_membrane(v: torch.Tensor, start: torch.Tensor, v_reset: Optional[float]) -> torch.Tensor:
+    """The membrane half of :func:`apply_episode_start`, for neurons whose only state is ``v``
+    (the LIF baseline): rows where ``start`` is nonzero go to :func:`initial_membrane`."""
     keep = (start == 0).to(v.dtype).unsqueeze(-1)
-    return v * keep + (1.0 - keep) * initial_membrane(v_reset), c * keep
+    return v * keep + (1.0 - keep) * initial_membrane(v_reset)
 
 
 def grsn_multi_step_reference(

@@ -26,6 +26,7 @@ from grsn_sj.functional import (
     check_threshold,
     check_v_reset,
     initial_membrane,
+    reset_membrane,
 )
 
 __all__ = ["SpikingCore", "GRSNCore", "LIFCore", "NoTAPCore"]
@@ -140,8 +141,7 @@ class LIFCore(SpikingCore):
         cut = [0] + [t for t in range(1, T) if bool(starts[t].any())] + [T]
         outs = []
         for a, b in zip(cut[:-1], cut[1:]):
-            keep = (starts[a] == 0).to(v.dtype).unsqueeze(-1)
-            v = v * keep + (1.0 - keep) * self._v_init
+            v = reset_membrane(v, starts[a], self.v_reset)
             spikes, v, _ = sj_functional.lif_multi_step(
                 x[a:b], v, self.tau, True, self.v_threshold, self.v_reset,
                 self.surrogate_function, self.detach_reset, False)
