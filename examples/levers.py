@@ -16,11 +16,9 @@ firing rate of the readout layer and energy per decision of the deployed actor.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
-import time
 from typing import Callable
 
 from spikingjelly.activation_based import surrogate
@@ -78,30 +76,25 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--quick", action="store_true", help="tiny budget (smoke run)")
     p.add_argument("--out", default=None, help="output folder (default runs/levers[_quick])")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (see reproduce.py)")
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error("--jobs must be >= 1")
     out = args.out or ("runs/levers_quick" if args.quick else "runs/levers")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.csv")
 
     done = {(r["lever"], r["task"], int(r["seed"])) for r in reproduce.load_rows(path)}
-    for lever in args.levers:
-        policy, make_kwargs, env_kwargs, _ = LEVERS[lever]
-        for seed in args.seeds:
-            if (lever, args.env, seed) in done:
-                continue
-            t0 = time.time()
-            row = reproduce.run_one(args.env, policy, seed, args.quick, out,
-                                    policy_kwargs=make_kwargs(), env_kwargs=env_kwargs,
-                                    name=lever)
-            row["lever"] = lever
-            new = not os.path.exists(path)
-            with open(path, "a", newline="") as f:
-                w = csv.DictWriter(f, FIELDS)
-                if new:
-                    w.writeheader()
-                w.writerow(row)
-            print(f"{lever:<24} seed {seed}: return {row['eval_return']:9.1f} "
-                  f"({time.time() - t0:.0f} s)", flush=True)
+    # run_one(task, policy, seed, quick, out, policy_kwargs, env_kwargs, name)
+    jobs = [(args.env, LEVERS[lever][0], seed, args.quick, out, LEVERS[lever][1](),
+             LEVERS[lever][2], lever)
+            for lever in args.levers for seed in args.seeds
+            if (lever, args.env, seed) not in done]
+    for job, row, secs in reproduce.run_all(jobs, args.jobs):
+        row["lever"] = job[-1]
+        reproduce.append_row(path, row, FIELDS)
+        print(f"{row['lever']:<24} seed {row['seed']}: return {row['eval_return']:9.1f} "
+              f"({secs:.0f} s)", flush=True)
 
     rows = [r for r in reproduce.load_rows(path) if r["task"] == args.env]
     text = table(rows)

@@ -4,6 +4,7 @@
     python examples/reproduce.py                    # the full protocol (many CPU hours)
     python examples/reproduce.py --tasks CartPole-V-v0 CueRecall-v0 --policies grsn lstm
     python examples/reproduce.py --plots-only       # redraw plots / tables from the CSV
+    python examples/reproduce.py --jobs 16          # 16 runs at a time (one core each)
 
 Tasks: the POMDP suite (CartPole-P/-V, Pendulum-P/-V, LunarLander-P/-V, CueRecall with gap 15)
 and spread-PO (mpe2 simple_spread_v3, N=3, partially observed; parameter-shared). Policies:
@@ -147,6 +148,44 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
     return row
 
 
+def _timed_run(job: tuple) -> tuple[tuple, dict, float]:
+    t0 = time.time()
+    row = run_one(*job)
+    return job, row, time.time() - t0
+
+
+def _single_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def run_all(jobs: list[tuple], n_parallel: int = 1):
+    """Yield ``(job, row, seconds)`` for every ``row = run_one(*job)``: in this process, in
+    order, when ``n_parallel`` is 1; else in ``n_parallel`` spawned processes (one torch thread
+    each), as they finish."""
+    if n_parallel == 1:
+        for job in jobs:
+            yield _timed_run(job)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(n_parallel, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_single_thread) as pool:
+        futures = [pool.submit(_timed_run, job) for job in jobs]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+
+def append_row(path: str, row: dict, fields: list[str]) -> None:
+    """Append one row to the CSV at ``path`` (header first if the file is new)."""
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fields)
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
 # ------------------------------------------------------------------------------ reporting
 
 def load_rows(path: str) -> list[dict]:
@@ -282,7 +321,11 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny budgets and one seed (smoke run)")
     p.add_argument("--out", default=None, help="output folder (default runs/reproduce[_quick])")
     p.add_argument("--plots-only", action="store_true")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs in parallel, one process each with one torch thread (default 1)")
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error("--jobs must be >= 1")
     out = args.out or ("runs/reproduce_quick" if args.quick else "runs/reproduce")
     seeds = args.seeds[:1] if args.quick else args.seeds
     os.makedirs(out, exist_ok=True)
@@ -290,23 +333,15 @@ def main(argv=None) -> int:
 
     if not args.plots_only:
         done = {(r["task"], r["policy"], int(r["seed"])) for r in load_rows(path)}
+        pending = [(task, policy, seed, args.quick, out) for task in args.tasks
+                   for policy in args.policies for seed in seeds
+                   if (task, policy, seed) not in done]
         t_start = time.time()
-        for task in args.tasks:
-            for policy in args.policies:
-                for seed in seeds:
-                    if (task, policy, seed) in done:
-                        continue
-                    t0 = time.time()
-                    row = run_one(task, policy, seed, args.quick, out)
-                    new = not os.path.exists(path)
-                    with open(path, "a", newline="") as f:
-                        w = csv.DictWriter(f, FIELDS)
-                        if new:
-                            w.writeheader()
-                        w.writerow(row)
-                    print(f"{task:<17} {policy:<6} seed {seed}: return {row['eval_return']:9.1f}"
-                          f"  {row['energy_agent_nj']:8.2f} nJ/decision  "
-                          f"({time.time() - t0:.0f} s)", flush=True)
+        for _, row, secs in run_all(pending, args.jobs):
+            append_row(path, row, FIELDS)
+            print(f"{row['task']:<17} {row['policy']:<6} seed {row['seed']}: return "
+                  f"{row['eval_return']:9.1f}  {row['energy_agent_nj']:8.2f} nJ/decision  "
+                  f"({secs:.0f} s)", flush=True)
         print(f"wall time {time.time() - t_start:.0f} s")
 
     rows = load_rows(path)

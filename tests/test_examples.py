@@ -124,3 +124,20 @@ def test_levers_change_what_they_say_and_the_runner_resumes(tmp_path):
     assert "| default |" in summary and "| prev_action_reward |" in summary
     assert levers.main(args) == 0  # resumes: nothing new
     assert len(list(csv.DictReader(open(tmp_path / "lev" / "results.csv")))) == 2
+
+
+def test_reproduce_runs_jobs_in_parallel_processes(tmp_path):
+    import csv
+
+    out = str(tmp_path / "par")
+    args = ["--quick", "--tasks", "CueRecall-v0", "--policies", "grsn", "lstm", "--out", out,
+            "--jobs", "2"]
+    assert reproduce.main(args) == 0
+    rows = list(csv.DictReader(open(tmp_path / "par" / "results.csv")))
+    assert sorted((r["task"], r["policy"]) for r in rows) == [("CueRecall-v0", "grsn"),
+                                                               ("CueRecall-v0", "lstm")]
+    assert all(-1.0 <= float(r["eval_return"]) <= 1.0 for r in rows)  # CueRecall's range
+    for r in rows:
+        assert (tmp_path / "par" / "curves" / f"CueRecall-v0_{r['policy']}_0.json").exists()
+    with pytest.raises(SystemExit):
+        reproduce.main(["--jobs", "0", "--out", out])
