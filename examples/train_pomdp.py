@@ -26,6 +26,12 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 import policies
 
+#: RL Zoo's PendulumNoVel-v1 RecurrentPPO settings, shared by Pendulum-P and Pendulum-V
+PENDULUM = dict(timesteps=100_000, n_envs=4, n_steps=1024, batch_size=128, n_epochs=10,
+                learning_rate=1e-3, gamma=0.9, gae_lambda=0.95, ent_coef=0.0, use_sde=True,
+                sde_sample_freq=4, policy_kwargs=dict(ortho_init=False, activation_fn="relu",
+                                                      net_arch=dict(pi=[64], vf=[64])))
+
 #: one readable table of per-task defaults (RecurrentPPO / PPO arguments and the task's budget)
 HYPERPARAMS: dict[str, dict] = {
     "default": dict(timesteps=50_000, n_envs=8, n_steps=128, batch_size=256, n_epochs=8,
@@ -33,15 +39,19 @@ HYPERPARAMS: dict[str, dict] = {
                     hidden=64),
     "CartPole-P-v0": dict(timesteps=100_000),
     "CartPole-V-v0": dict(timesteps=40_000),
-    "Pendulum-P-v0": dict(timesteps=200_000, n_steps=256, gamma=0.9, ent_coef=0.0,
-                          learning_rate=1e-3, gae_lambda=0.95, normalize=True),
-    "Pendulum-V-v0": dict(timesteps=200_000, n_steps=256, gamma=0.9, ent_coef=0.0,
-                          normalize=True),
+    # Pendulum: RL Zoo's ppo_lstm settings for PendulumNoVel-v1 (gSDE, gamma 0.9, long rollouts,
+    # small ReLU heads), without its observation normalisation (the P and V observations are
+    # already of order 1..8, and unnormalised inputs keep evaluation and energy counting simple)
+    "Pendulum-P-v0": dict(PENDULUM),
+    "Pendulum-V-v0": dict(PENDULUM),
     "LunarLander-P-v0": dict(timesteps=500_000, n_steps=256, gamma=0.99),
     "LunarLander-V-v0": dict(timesteps=500_000, n_steps=256, gamma=0.99),
     "CueRecall-v0": dict(timesteps=30_000, n_steps=32, batch_size=128, learning_rate=1e-3,
                          hidden=32),
 }
+
+#: names usable for ``activation_fn`` in the table (kept as strings so the table prints)
+ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
 
 POLICIES = {
     "grsn": policies.GRSNPolicy,
@@ -74,14 +84,8 @@ def config_for(env_id: str) -> dict:
 
 
 def make_train_env(env_id: str, cfg: dict, seed: int, **env_kwargs):
-    """The training VecEnv of the table's config: ``cfg["n_envs"]`` Monitor-wrapped copies,
-    with reward normalisation where the table asks for it (Pendulum)."""
-    env = policies.make_env(env_id, cfg["n_envs"], seed, **env_kwargs)
-    if cfg.get("normalize"):
-        from stable_baselines3.common.vec_env import VecNormalize
-
-        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=cfg["gamma"])
-    return env
+    """The training VecEnv of the table's config: ``cfg["n_envs"]`` Monitor-wrapped copies."""
+    return policies.make_env(env_id, cfg["n_envs"], seed, **env_kwargs)
 
 
 def build_model(policy: str, env, cfg: dict, seed: int, device: str, tensorboard=None,
@@ -89,11 +93,17 @@ def build_model(policy: str, env, cfg: dict, seed: int, device: str, tensorboard
     """The model for ``policy`` with the table's hyperparameters (also used by reproduce.py)."""
     common = dict(n_steps=cfg["n_steps"], batch_size=cfg["batch_size"], n_epochs=cfg["n_epochs"],
                   learning_rate=cfg["learning_rate"], gamma=cfg["gamma"],
-                  gae_lambda=cfg["gae_lambda"], ent_coef=cfg["ent_coef"], seed=seed,
-                  device=device, tensorboard_log=tensorboard, verbose=verbose)
-    kw = dict(policy_kwargs or {})
+                  gae_lambda=cfg["gae_lambda"], ent_coef=cfg["ent_coef"],
+                  use_sde=cfg.get("use_sde", False), sde_sample_freq=cfg.get("sde_sample_freq", -1),
+                  seed=seed, device=device, tensorboard_log=tensorboard, verbose=verbose)
+    # the task's policy_kwargs (the same for every policy), then the caller's on top
+    kw = dict(cfg.get("policy_kwargs", {}))
+    if isinstance(kw.get("activation_fn"), str):
+        kw["activation_fn"] = ACTIVATIONS[kw["activation_fn"]]
+    kw.update(policy_kwargs or {})
     if policy == "mlp":
-        kw.setdefault("net_arch", [cfg["hidden"], cfg["hidden"]])
+        # the memoryless baseline: two hidden layers in place of the recurrent core + head
+        kw["net_arch"] = (policy_kwargs or {}).get("net_arch", [cfg["hidden"], cfg["hidden"]])
         return PPO("MlpPolicy", env, policy_kwargs=kw, **common)
     if policy == "lstm":
         kw.setdefault("lstm_hidden_size", cfg["hidden"])

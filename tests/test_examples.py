@@ -141,3 +141,21 @@ def test_reproduce_runs_jobs_in_parallel_processes(tmp_path):
         assert (tmp_path / "par" / "curves" / f"CueRecall-v0_{r['policy']}_0.json").exists()
     with pytest.raises(SystemExit):
         reproduce.main(["--jobs", "0", "--out", out])
+
+
+@pytest.mark.parametrize("policy", ["grsn", "lif", "notap", "lstm", "mlp"])
+def test_pendulum_config_gives_every_policy_the_same_zoo_settings(policy):
+    import torch
+
+    cfg = train_pomdp.config_for("Pendulum-P-v0")
+    env = train_pomdp.make_train_env("Pendulum-P-v0", dict(cfg, n_envs=1), 0)
+    model = train_pomdp.build_model(policy, env, cfg, 0, "cpu")
+    assert model.use_sde and model.sde_sample_freq == 4 and model.gamma == 0.9
+    assert model.policy.activation_fn is torch.nn.ReLU and not model.policy.ortho_init
+    # the recurrent policies get the zoo's one-layer heads; the memoryless MLP two layers
+    expected = [64, 64] if policy == "mlp" else dict(pi=[64], vf=[64])
+    assert model.policy.net_arch == expected
+    # a caller's policy_kwargs still win over the table's
+    model = train_pomdp.build_model(policy, env, cfg, 0, "cpu",
+                                    policy_kwargs=dict(activation_fn=torch.nn.Tanh))
+    assert model.policy.activation_fn is torch.nn.Tanh
