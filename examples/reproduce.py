@@ -155,7 +155,12 @@ def _timed_run(job: tuple) -> tuple[tuple, dict, float]:
 
 
 def _single_thread() -> None:
+    # numba's parallel kernels spin their worker threads; several processes that each keep
+    # numba's default thread count on a shared CPU ran 12x slower in this project's runs
+    import numba
+
     torch.set_num_threads(1)
+    numba.set_num_threads(1)
 
 
 def run_all(jobs: list[tuple], n_parallel: int = 1):
