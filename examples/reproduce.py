@@ -87,31 +87,45 @@ def energy_of(model, env_id: str, marl: bool, seed: int, env_kwargs: dict) -> di
                 macs_agent=round(report.agent.macs, 1), acs_agent=round(report.agent.acs, 1))
 
 
-def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
-            policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
-            name: str | None = None) -> dict:
-    """Train, evaluate and measure one (task, policy, seed); returns its CSV row.
-
-    ``policy_kwargs`` / ``env_kwargs`` (POMDP tasks only) change the configuration, as
-    ``examples/levers.py`` does; ``name`` labels the learning curve file (default: the policy).
-    """
-    marl = task in MARL_TASKS
-    if marl and (policy_kwargs or env_kwargs):
-        raise ValueError("policy_kwargs / env_kwargs are supported for the POMDP tasks only")
-    env_kwargs = {**TASK_KWARGS.get(task, {}), **(env_kwargs or {})}
-    torch.manual_seed(seed)
-    if marl:
+def task_config(task: str, quick: bool, timesteps: int | None = None) -> dict:
+    """The task's hyperparameters (train_pomdp's or train_marl's table), shrunk for ``quick``;
+    ``timesteps`` replaces the budget."""
+    if task in MARL_TASKS:
         import train_marl
 
         cfg = dict(train_marl.HYPERPARAMS)
         if quick:
             cfg.update(timesteps=3000, copies=2, n_steps=64, batch_size=128)
-        env = train_marl.make_venv(task, cfg["copies"], seed)
-        model = train_marl.build_model(policy, env, cfg, seed, "cpu")
     else:
         cfg = train_pomdp.config_for(task)
         if quick:
             cfg.update(timesteps=2048, n_envs=4, n_steps=64, batch_size=128)
+    if timesteps is not None:
+        cfg["timesteps"] = timesteps
+    return cfg
+
+
+def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
+            policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
+            name: str | None = None, timesteps: int | None = None) -> dict:
+    """Train, evaluate and measure one (task, policy, seed); returns its CSV row.
+
+    ``policy_kwargs`` / ``env_kwargs`` (POMDP tasks only) change the configuration, as
+    ``examples/levers.py`` does; ``name`` labels the learning curve file (default: the policy);
+    ``timesteps`` replaces the table's budget.
+    """
+    marl = task in MARL_TASKS
+    if marl and (policy_kwargs or env_kwargs):
+        raise ValueError("policy_kwargs / env_kwargs are supported for the POMDP tasks only")
+    env_kwargs = {**TASK_KWARGS.get(task, {}), **(env_kwargs or {})}
+    cfg = task_config(task, quick, timesteps)
+    torch.manual_seed(seed)
+    if marl:
+        import train_marl
+
+        env = train_marl.make_venv(task, cfg["copies"], seed)
+        model = train_marl.build_model(policy, env, cfg, seed, "cpu")
+    else:
         env = train_pomdp.make_train_env(task, cfg, seed, **env_kwargs)
         model = train_pomdp.build_model(policy, env, cfg, seed, "cpu",
                                         policy_kwargs=policy_kwargs)
@@ -326,20 +340,32 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny budgets and one seed (smoke run)")
     p.add_argument("--out", default=None, help="output folder (default runs/reproduce[_quick])")
     p.add_argument("--plots-only", action="store_true")
+    p.add_argument("--timesteps", type=int, default=None,
+                   help="budget of every run instead of the table's (one budget per --out)")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs in parallel, one process each with one torch thread (default 1)")
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error("--jobs must be >= 1")
+    if args.timesteps is not None and args.timesteps < 1:
+        p.error("--timesteps must be >= 1")
     out = args.out or ("runs/reproduce_quick" if args.quick else "runs/reproduce")
     seeds = args.seeds[:1] if args.quick else args.seeds
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.csv")
 
     if not args.plots_only:
-        done = {(r["task"], r["policy"], int(r["seed"])) for r in load_rows(path)}
-        pending = [(task, policy, seed, args.quick, out) for task in args.tasks
-                   for policy in args.policies for seed in seeds
+        rows = load_rows(path)
+        for task in args.tasks:
+            budget = task_config(task, args.quick, args.timesteps)["timesteps"]
+            other = {int(r["timesteps"]) for r in rows if r["task"] == task} - {budget}
+            if other:
+                p.error(f"{path} has {task} runs of {sorted(other)} steps, this run asks for "
+                        f"{budget}: give a different budget its own --out folder")
+        done = {(r["task"], r["policy"], int(r["seed"])) for r in rows}
+        # run_one(task, policy, seed, quick, out, policy_kwargs, env_kwargs, name, timesteps)
+        pending = [(task, policy, seed, args.quick, out, None, None, None, args.timesteps)
+                   for task in args.tasks for policy in args.policies for seed in seeds
                    if (task, policy, seed) not in done]
         t_start = time.time()
         for _, row, secs in run_all(pending, args.jobs):

@@ -92,6 +92,13 @@ def test_reproduce_quick_writes_rows_plots_and_resumes(tmp_path):
     assert "| CueRecall-v0 |" in (tmp_path / "repro" / "summary.md").read_text()
     assert reproduce.main(args) == 0  # resumes: nothing new to run
     assert len(list(csv.DictReader(open(tmp_path / "repro" / "results.csv")))) == 2
+    # another budget for the same task would mix in the tables: refused, with the fix
+    with pytest.raises(SystemExit):
+        reproduce.main(args + ["--timesteps", "1024"])
+    assert reproduce.main(["--quick", "--tasks", "CueRecall-v0", "--policies", "mlp",
+                           "--timesteps", "1024", "--out", out + "_1024"]) == 0
+    row, = csv.DictReader(open(tmp_path / "repro_1024" / "results.csv"))
+    assert row["timesteps"] == "1024"
 
 
 def test_levers_change_what_they_say_and_the_runner_resumes(tmp_path):
