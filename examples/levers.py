@@ -31,6 +31,8 @@ import reproduce  # noqa: E402
 #: because a surrogate function is a module and every run gets its own.
 LEVERS: dict[str, tuple[str, Callable[[], dict], dict, str]] = {
     "default": ("grsn", dict, {}, "GRSNPolicy as shipped (tau 2, ATan alpha 2, input bias 1)"),
+    "paper_init": ("grsn", lambda: dict(input_bias=0.0), {},
+                   "the paper's initialisation (PyTorch's default, input bias 0)"),
     "learnable_tau": ("grsn", lambda: dict(learnable_tau=True), {},
                       "per-neuron learnable membrane decay, initialised at tau = 2"),
     "surrogate_alpha_1": ("grsn", lambda: dict(surrogate_function=surrogate.ATan(alpha=1.0)),
