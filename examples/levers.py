@@ -87,13 +87,12 @@ def main(argv=None) -> int:
     path = os.path.join(out, "results.csv")
 
     done = {(r["lever"], r["task"], int(r["seed"])) for r in reproduce.load_rows(path)}
-    # run_one(task, policy, seed, quick, out, policy_kwargs, env_kwargs, name)
-    jobs = [(args.env, LEVERS[lever][0], seed, args.quick, out, LEVERS[lever][1](),
-             LEVERS[lever][2], lever)
+    jobs = [dict(task=args.env, policy=LEVERS[lever][0], seed=seed, quick=args.quick, out=out,
+                 policy_kwargs=LEVERS[lever][1](), env_kwargs=LEVERS[lever][2], name=lever)
             for lever in args.levers for seed in args.seeds
             if (lever, args.env, seed) not in done]
     for job, row, secs in reproduce.run_all(jobs, args.jobs):
-        row["lever"] = job[-1]
+        row["lever"] = job["name"]
         reproduce.append_row(path, row, FIELDS)
         print(f"{row['lever']:<24} seed {row['seed']}: return {row['eval_return']:9.1f} "
               f"({secs:.0f} s)", flush=True)

@@ -162,9 +162,9 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
     return row
 
 
-def _timed_run(job: tuple) -> tuple[tuple, dict, float]:
+def _timed_run(job: dict) -> tuple[dict, dict, float]:
     t0 = time.time()
-    row = run_one(*job)
+    row = run_one(**job)
     return job, row, time.time() - t0
 
 
@@ -177,8 +177,8 @@ def _single_thread() -> None:
     numba.set_num_threads(1)
 
 
-def run_all(jobs: list[tuple], n_parallel: int = 1):
-    """Yield ``(job, row, seconds)`` for every ``row = run_one(*job)``: in this process, in
+def run_all(jobs: list[dict], n_parallel: int = 1):
+    """Yield ``(job, row, seconds)`` for every ``row = run_one(**job)``: in this process, in
     order, when ``n_parallel`` is 1; else in ``n_parallel`` spawned processes (one torch thread
     each), as they finish."""
     if n_parallel == 1:
@@ -363,8 +363,8 @@ def main(argv=None) -> int:
                 p.error(f"{path} has {task} runs of {sorted(other)} steps, this run asks for "
                         f"{budget}: give a different budget its own --out folder")
         done = {(r["task"], r["policy"], int(r["seed"])) for r in rows}
-        # run_one(task, policy, seed, quick, out, policy_kwargs, env_kwargs, name, timesteps)
-        pending = [(task, policy, seed, args.quick, out, None, None, None, args.timesteps)
+        pending = [dict(task=task, policy=policy, seed=seed, quick=args.quick, out=out,
+                        timesteps=args.timesteps)
                    for task in args.tasks for policy in args.policies for seed in seeds
                    if (task, policy, seed) not in done]
         t_start = time.time()
