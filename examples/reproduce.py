@@ -28,6 +28,7 @@ import os
 import statistics
 import sys
 import time
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -105,15 +106,22 @@ def task_config(task: str, quick: bool, timesteps: int | None = None) -> dict:
     return cfg
 
 
-def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
-            policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
-            name: str | None = None, timesteps: int | None = None) -> dict:
-    """Train, evaluate and measure one (task, policy, seed); returns its CSV row.
+class Trained(NamedTuple):
+    """What :func:`train_one` returns: the trained model, the task's config, the training
+    episodes' ``(timestep, return)`` points, the training speed, and the env arguments used."""
 
-    ``policy_kwargs`` / ``env_kwargs`` (POMDP tasks only) change the configuration, as
-    ``examples/levers.py`` does; ``name`` labels the learning curve file (default: the policy);
-    ``timesteps`` replaces the table's budget.
-    """
+    model: Any
+    cfg: dict
+    curve: list
+    steps_per_s: float
+    env_kwargs: dict
+
+
+def train_one(task: str, policy: str, seed: int, quick: bool,
+              policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
+              timesteps: int | None = None) -> Trained:
+    """Train one (task, policy, seed) with the table's config; ``policy_kwargs`` /
+    ``env_kwargs`` (POMDP tasks only) change it, ``timesteps`` replaces the budget."""
     marl = task in MARL_TASKS
     if marl and (policy_kwargs or env_kwargs):
         raise ValueError("policy_kwargs / env_kwargs are supported for the POMDP tasks only")
@@ -133,6 +141,23 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
     t0 = time.time()
     model.learn(cfg["timesteps"], callback=curve)
     sps = cfg["timesteps"] / (time.time() - t0)
+    env.close()
+    return Trained(model, cfg, curve.points, sps, env_kwargs)
+
+
+def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
+            policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
+            name: str | None = None, timesteps: int | None = None) -> dict:
+    """Train (:func:`train_one`), evaluate and measure one (task, policy, seed); returns its
+    CSV row and writes its learning curve.
+
+    ``policy_kwargs`` / ``env_kwargs`` (POMDP tasks only) change the configuration, as
+    ``examples/levers.py`` does; ``name`` labels the learning curve file (default: the policy);
+    ``timesteps`` replaces the table's budget.
+    """
+    marl = task in MARL_TASKS
+    model, cfg, points, sps, env_kwargs = train_one(task, policy, seed, quick, policy_kwargs,
+                                                    env_kwargs, timesteps)
 
     spiking = hasattr(model.policy, "cores")
     if spiking:
@@ -157,14 +182,13 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
     row.update(energy_of(model, task, marl, seed, env_kwargs))
     os.makedirs(os.path.join(out, "curves"), exist_ok=True)
     with open(os.path.join(out, "curves", f"{task}_{name or policy}_{seed}.json"), "w") as f:
-        json.dump(curve.points, f)
-    env.close()
+        json.dump(points, f)
     return row
 
 
-def _timed_run(job: dict) -> tuple[dict, dict, float]:
+def _timed_run(fn: Callable[..., dict], job: dict) -> tuple[dict, dict, float]:
     t0 = time.time()
-    row = run_one(**job)
+    row = fn(**job)
     return job, row, time.time() - t0
 
 
@@ -177,20 +201,21 @@ def _single_thread() -> None:
     numba.set_num_threads(1)
 
 
-def run_all(jobs: list[dict], n_parallel: int = 1):
-    """Yield ``(job, row, seconds)`` for every ``row = run_one(**job)``: in this process, in
-    order, when ``n_parallel`` is 1; else in ``n_parallel`` spawned processes (one torch thread
-    each), as they finish."""
+def run_all(jobs: list[dict], n_parallel: int = 1, fn: Callable[..., dict] = run_one):
+    """Yield ``(job, row, seconds)`` for every ``row = fn(**job)`` (default :func:`run_one`): in
+    this process, in order, when ``n_parallel`` is 1; else in ``n_parallel`` spawned processes
+    (one torch thread each), as they finish. ``fn`` must be importable by name (a module-level
+    function) for the spawned processes."""
     if n_parallel == 1:
         for job in jobs:
-            yield _timed_run(job)
+            yield _timed_run(fn, job)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(n_parallel, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_single_thread) as pool:
-        futures = [pool.submit(_timed_run, job) for job in jobs]
+        futures = [pool.submit(_timed_run, fn, job) for job in jobs]
         for fut in as_completed(futures):
             yield fut.result()
 
@@ -203,6 +228,18 @@ def append_row(path: str, row: dict, fields: list[str]) -> None:
         if new:
             w.writeheader()
         w.writerow(row)
+
+
+def budget_conflict(rows: list[dict], path: str, task: str, quick: bool,
+                    timesteps: int | None) -> str | None:
+    """The error message when the CSV ``path`` (read into ``rows``) holds ``task`` runs of
+    another budget than this run's, else ``None``: one CSV keeps one budget per task."""
+    budget = task_config(task, quick, timesteps)["timesteps"]
+    other = {int(r["timesteps"]) for r in rows if r["task"] == task} - {budget}
+    if other:
+        return (f"{path} has {task} runs of {sorted(other)} steps, this run asks for {budget}: "
+                "give a different budget its own --out folder")
+    return None
 
 
 # ------------------------------------------------------------------------------ reporting
@@ -357,11 +394,9 @@ def main(argv=None) -> int:
     if not args.plots_only:
         rows = load_rows(path)
         for task in args.tasks:
-            budget = task_config(task, args.quick, args.timesteps)["timesteps"]
-            other = {int(r["timesteps"]) for r in rows if r["task"] == task} - {budget}
-            if other:
-                p.error(f"{path} has {task} runs of {sorted(other)} steps, this run asks for "
-                        f"{budget}: give a different budget its own --out folder")
+            conflict = budget_conflict(rows, path, task, args.quick, args.timesteps)
+            if conflict:
+                p.error(conflict)
         done = {(r["task"], r["policy"], int(r["seed"])) for r in rows}
         pending = [dict(task=task, policy=policy, seed=seed, quick=args.quick, out=out,
                         timesteps=args.timesteps)

@@ -166,3 +166,64 @@ def test_pendulum_config_gives_every_policy_the_same_zoo_settings(policy):
     model = train_pomdp.build_model(policy, env, cfg, 0, "cpu",
                                     policy_kwargs=dict(activation_fn=torch.nn.Tanh))
     assert model.policy.activation_fn is torch.nn.Tanh
+
+
+class _AlwaysAction:
+    """A stand-in model that always takes one discrete action and counts episode starts."""
+
+    def __init__(self, action: int):
+        self.action = action
+        self.starts = 0
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=False):
+        import numpy as np
+
+        self.starts += int(np.sum(episode_start))
+        return np.full(len(obs), self.action), state
+
+
+def test_eval_modes_rollout_counts_episodes_returns_and_actions():
+    import numpy as np
+    import policies
+
+    import eval_modes
+
+    env = policies.make_env("CartPole-P-v0", 3, 0)
+    model = _AlwaysAction(1)
+    res = eval_modes.rollout(model, env, 7, deterministic=True)
+    # 7 episodes spread over 3 copies as evaluate_policy spreads them (2, 2, 3)
+    assert len(res["returns"]) == len(res["lengths"]) == 7
+    # CartPole pays 1 per step, so the return is the length; always pushing right falls fast
+    np.testing.assert_array_equal(res["returns"], res["lengths"])
+    assert res["lengths"].max() < 50 and res["timeouts"] == 0.0
+    np.testing.assert_array_equal(res["actions"], [0.0, 1.0])
+    # the recurrent state is reset at the first step (3 copies) and after every episode end
+    # that another decision follows (all but at most one last episode per copy)
+    assert model.starts >= 3 + 7 - 3
+    with pytest.raises(ValueError, match="positive integer"):
+        eval_modes.rollout(model, env, 0, deterministic=True)
+    env.close()
+
+
+def test_eval_modes_cli_evaluates_both_modes_and_resumes(tmp_path):
+    import csv
+
+    import eval_modes
+
+    out = str(tmp_path / "modes")
+    args = ["--quick", "--env", "CartPole-P-v0", "--policies", "grsn", "--out", out]
+    assert eval_modes.main(args) == 0
+    rows = list(csv.DictReader(open(tmp_path / "modes" / "results.csv")))
+    assert [(r["policy"], r["seed"]) for r in rows] == [("grsn", "0")]
+    for r in rows:
+        for mode in ("det", "sto"):
+            # CartPole-P pays 1 per step: the mean return equals the mean length (kept to 0.1)
+            assert float(r[f"{mode}_return"]) == pytest.approx(float(r[f"{mode}_len"]), abs=0.06)
+            freq = [float(a) for a in r[f"{mode}_actions"].split("/")]
+            assert len(freq) == 2 and sum(freq) == pytest.approx(1.0, abs=2e-3)
+    summary = (tmp_path / "modes" / "summary.md").read_text()
+    assert "| CartPole-P-v0 | grsn | 1 |" in summary
+    assert eval_modes.main(args) == 0  # resumes: nothing new
+    assert len(list(csv.DictReader(open(tmp_path / "modes" / "results.csv")))) == 1
+    with pytest.raises(SystemExit):
+        eval_modes.main(args + ["--timesteps", "1024"])
