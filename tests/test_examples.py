@@ -227,3 +227,54 @@ def test_eval_modes_cli_evaluates_both_modes_and_resumes(tmp_path):
     assert len(list(csv.DictReader(open(tmp_path / "modes" / "results.csv")))) == 1
     with pytest.raises(SystemExit):
         eval_modes.main(args + ["--timesteps", "1024"])
+
+
+def test_probe_cv_r2_scores_linear_and_unrelated_targets():
+    import numpy as np
+
+    import probe_velocity
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    x[:, 4] = 3.0  # a constant column (a neuron that never fires) is dropped, not a NaN
+    y = np.stack([x[:, 0] - 2 * x[:, 1], 0.5 * x[:, 2]], axis=1)
+    groups = [slice(0, 100), slice(100, 200), slice(200, 300), slice(300, 400)]
+    assert probe_velocity.cv_r2([x[g] for g in groups], [y[g] for g in groups]) > 0.999
+    noise = rng.normal(size=(400, 1))
+    assert probe_velocity.cv_r2([x[g] for g in groups], [noise[g] for g in groups]) < 0.05
+    # a nearly collinear pair whose small difference is the target (a finite difference) is
+    # still found: the penalty is small enough
+    pos = rng.normal(size=400)
+    step = 0.01 * rng.normal(size=400)
+    xd = np.stack([pos + step, pos], axis=1)
+    assert probe_velocity.cv_r2([xd[g] for g in groups],
+                                [step[g, None] for g in groups]) > 0.999
+    pred = probe_velocity.ridge_predict(x[:300], y[:300], x[300:])
+    np.testing.assert_allclose(pred, y[300:], atol=1e-3)
+    with pytest.raises(ValueError, match="at least 3 groups"):
+        probe_velocity.cv_r2([x[:200], x[200:]], [y[:200], y[200:]])
+    with pytest.raises(ValueError, match="at least 2 training"):
+        probe_velocity.ridge_predict(x[:1], y[:1], x[300:])
+
+
+def test_probe_velocity_cli_probes_and_resumes(tmp_path):
+    import csv
+
+    import probe_velocity
+
+    out = str(tmp_path / "probe")
+    args = ["--quick", "--env", "CartPole-P-v0", "--policies", "grsn", "--out", out]
+    assert probe_velocity.main(args) == 0
+    row, = csv.DictReader(open(tmp_path / "probe" / "results.csv"))
+    assert (row["policy"], row["seed"]) == ("grsn", "0") and int(row["episodes"]) > 0
+    # positions alone hold little velocity; the previous step (positions, products, action) gives
+    # it almost exactly: checks that the probe's inputs and targets line up in time
+    assert float(row["r2_obs"]) < 0.6 < 0.95 < float(row["r2_prev_step"]) <= 1.0
+    assert -1.0 < float(row["r2_readout"]) <= 1.0 and -1.0 < float(row["r2_state"]) <= 1.0
+    assert "| CartPole-P-v0 | grsn | 1 |" in (tmp_path / "probe" / "summary.md").read_text()
+    assert probe_velocity.main(args) == 0  # resumes: nothing new
+    assert len(list(csv.DictReader(open(tmp_path / "probe" / "results.csv")))) == 1
+    with pytest.raises(ValueError, match="recurrent core"):
+        probe_velocity.probe_one("CartPole-P-v0", "mlp", 0, True)
+    with pytest.raises(ValueError, match="task must be one of"):
+        probe_velocity.probe_one("CartPole-V-v0", "grsn", 0, True)
