@@ -43,6 +43,9 @@ LEVERS: dict[str, tuple[str, Callable[[], dict], dict, str]] = {
     "two_layers": ("grsn", lambda: dict(n_grsn_layers=2), {}, "two stacked GRSN layers"),
     "shortcut": ("grsn", lambda: dict(readout="spikes+obs"), {},
                  "readout = spikes + tanh embedding of the observation"),
+    "membrane_readout": ("grsn", lambda: dict(readout="spikes+membrane"), {},
+                         "readout = spikes + the membrane before reset (non-spiking, not in "
+                         "the paper; the heads cost MACs)"),
     "prev_action_reward": ("grsn", dict, dict(prev_action_reward=True),
                            "previous action and reward appended to the observation"),
     "lstm": ("lstm", dict, {}, "reference: sb3-contrib's MlpLstmPolicy"),

@@ -11,13 +11,14 @@ Core API (CPU-only install, no cupy needed):
 from .functional import GRSNSequence, grsn_multi_step_reference, grsn_step
 from .neuron import GRSN, GRSNNode
 from .ops import grsn_multi_step
-from .rnn import RecurrentGRSN
+from .rnn import RecurrentGRSN, RecurrentGRSNOutput
 
 __all__ = [
     "GRSN",
     "GRSNNode",
     "GRSNSequence",
     "RecurrentGRSN",
+    "RecurrentGRSNOutput",
     "grsn_multi_step",
     "grsn_multi_step_reference",
     "grsn_step",

@@ -58,7 +58,8 @@ Counting conventions (every number in a report follows these)
   counted as MACs and a note is added to the report.
 * ``readout="spikes+obs"``: the first head layer sees ``[spikes (H columns) | tanh shortcut
   (shortcut_dim columns)]``; its input columns are split: ``nnz(spike columns) * out`` ACs plus
-  ``shortcut_dim * out`` MACs per row.
+  ``shortcut_dim * out`` MACs per row. ``readout="spikes+membrane"`` likewise: ``H`` spike
+  columns (ACs) then ``H`` real membrane columns (``H * out`` MACs per row).
 * Without TAP (:class:`~policies.NoTAPCore`): the GRSN stack runs ``sub_steps`` times per
   decision and every sub-step is counted (the first gate projection is counted at every
   sub-step, as it is executed: the same input is presented at each simulation step, the usual

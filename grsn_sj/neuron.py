@@ -18,6 +18,7 @@ from spikingjelly.activation_based import surrogate
 from spikingjelly.activation_based.neuron import BaseNode
 
 from .functional import (
+    GRSNSequence,
     apply_episode_start,
     beta_from_tau,
     check_positive_int,
@@ -203,10 +204,25 @@ class GRSNNode(BaseNode):
         if self._step_overridden():
             return super().multi_step_functional_forward(inputs, states, **kwargs)
         mask = inputs[1] if len(inputs) > 1 else None
-        seq = grsn_multi_step(inputs[0], states[0], states[1], self.beta, self.v_threshold,
-                              self.v_reset, self.surrogate_function, self.detach_reset,
-                              reset_mask=mask, backend=self.backend)
+        seq = self.multi_step_sequence(inputs[0], states[0], states[1], mask)
         return (seq.spike_seq,), (seq.v, seq.c)
+
+    def multi_step_sequence(self, x_seq: torch.Tensor, v: torch.Tensor, c: torch.Tensor,
+                            episode_starts: Optional[torch.Tensor] = None) -> GRSNSequence:
+        """The fused op's whole result over ``T`` steps with explicit state: spikes, membrane
+        before reset ``h_seq``, gated current ``c_seq`` and the final ``(v, c)`` (a
+        :class:`~grsn_sj.functional.GRSNSequence`), for callers that read more than the spikes
+        (e.g. a membrane readout). ``x_seq`` is ``[T, *batch, 2H]``; ``episode_starts``
+        ``[T, *batch]`` or ``None``.
+
+        :raises TypeError: the subclass overrides the single step (there is no fused op for it).
+        """
+        if self._step_overridden():
+            raise TypeError(f"{type(self).__name__} overrides single_step_functional_forward, so "
+                            "the fused op does not apply; use multi_step_functional_forward")
+        return grsn_multi_step(x_seq, v, c, self.beta, self.v_threshold, self.v_reset,
+                               self.surrogate_function, self.detach_reset,
+                               reset_mask=episode_starts, backend=self.backend)
 
     # ---------------------------------------------------------------- module forward
     def single_step_forward(self, x: torch.Tensor, episode_starts: Optional[torch.Tensor] = None):

@@ -1,7 +1,7 @@
 """An ``nn.LSTM``-like multi-layer GRSN for recurrent policies (explicit state, episode starts)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -16,9 +16,23 @@ from .functional import (
 )
 from .neuron import GRSN
 
-__all__ = ["RecurrentGRSN"]
+__all__ = ["RecurrentGRSN", "RecurrentGRSNOutput"]
 
 State = tuple[torch.Tensor, torch.Tensor]
+
+
+class RecurrentGRSNOutput(NamedTuple):
+    """What :meth:`RecurrentGRSN.forward_sequence` returns.
+
+    output: ``[T, N, hidden_size]`` spikes of the last layer (what ``forward`` returns).
+    membrane: ``[T, N, hidden_size]`` the last layer's membrane before fire/reset, ``h_t``
+        (real-valued; a non-spiking readout of the neurons' state).
+    state: ``(v, c)``, each ``[num_layers, N, hidden_size]``, the state to carry on.
+    """
+
+    output: torch.Tensor
+    membrane: torch.Tensor
+    state: State
 
 
 class RecurrentGRSN(nn.Module):
@@ -39,6 +53,9 @@ class RecurrentGRSN(nn.Module):
     * ``episode_starts``: ``None`` or ``[T, N]``; where nonzero, that row's state (every layer)
       goes back to its initial value before step ``t``.
     * ``output``: spikes of the last layer, ``[T, N, hidden_size]``.
+
+    ``forward_sequence`` (same arguments) returns a :class:`RecurrentGRSNOutput` that also holds
+    the last layer's membrane before reset at every step, for a non-spiking readout.
 
     The module keeps no state between calls (unlike a SpikingJelly node in stateful use): the
     caller threads ``(v, c)`` like an ``nn.LSTM``'s ``(h, c)``.
@@ -149,32 +166,39 @@ class RecurrentGRSN(nn.Module):
 
     def forward(self, input: torch.Tensor, state: Optional[State] = None,
                 episode_starts: Optional[torch.Tensor] = None):
+        out = self.forward_sequence(input, state, episode_starts)
+        return out.output, out.state
+
+    def forward_sequence(self, input: torch.Tensor, state: Optional[State] = None,
+                         episode_starts: Optional[torch.Tensor] = None) -> RecurrentGRSNOutput:
+        """Like ``forward``, and also the last layer's membrane before reset at every step."""
         self._check(input, state, episode_starts)
         if state is None:
             state = self.initial_state(input.shape[1], input.device, input.dtype)
-        extra = () if episode_starts is None else (episode_starts,)
         x = input
         vs, cs = [], []
         for i, layer in enumerate(self.layers):
             if self.spike_recurrence:
-                x, (v, c) = self._recurrent_layer(layer, x, state[0][i], state[1][i],
-                                                  episode_starts)
+                x, h_seq, (v, c) = self._recurrent_layer(layer, x, state[0][i], state[1][i],
+                                                         episode_starts)
             else:
-                (x,), (v, c) = layer.node.multi_step_functional_forward(
-                    (layer.fc(x), *extra), (state[0][i], state[1][i]))
+                seq = layer.node.multi_step_sequence(layer.fc(x), state[0][i], state[1][i],
+                                                     episode_starts)
+                x, h_seq, v, c = seq.spike_seq, seq.h_seq, seq.v, seq.c
             vs.append(v)
             cs.append(c)
-        return x, (torch.stack(vs), torch.stack(cs))
+        return RecurrentGRSNOutput(x, h_seq, (torch.stack(vs), torch.stack(cs)))
 
     @staticmethod
     def _recurrent_layer(layer: GRSN, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
                          episode_starts: Optional[torch.Tensor]):
-        """One layer with spike recurrence; state ``(h, c)`` with ``h`` before reset."""
+        """One layer with spike recurrence: spikes, membranes before reset and the state
+        ``(h, c)`` with ``h`` before reset."""
         node = layer.node
         hidden = layer.hidden_features
         gates_x = layer.fc(x)
         fire = (node.v_threshold, node.v_reset, node.surrogate_function, node.detach_reset)
-        spikes = []
+        spikes, hs = [], []
         for t in range(x.shape[0]):
             if episode_starts is not None:
                 h, c = apply_episode_start(h, c, episode_starts[t], node.v_reset)
@@ -182,4 +206,5 @@ class RecurrentGRSN(nn.Module):
             pre = gates_x[t] + layer.recurrent(o_prev)
             h, c = grsn_charge(pre[..., :hidden], pre[..., hidden:], v_prev, c, node.beta)
             spikes.append(grsn_fire_reset(h, *fire)[0])
-        return torch.stack(spikes), (h, c)
+            hs.append(h)
+        return torch.stack(spikes), torch.stack(hs), (h, c)

@@ -40,16 +40,20 @@ class SpikingCore(nn.Module):
 
     ``readout="spikes"``: the latent is the spikes of the last layer. ``"spikes+obs"``: spikes
     concatenated with ``tanh(Linear(features, shortcut_dim))``, the paper's "shortcut"
-    embedding of the current observation (spec §5).
+    embedding of the current observation (spec §5). ``"spikes+membrane"`` (:class:`GRSNCore`
+    only): spikes concatenated with the last layer's membrane before reset, a non-spiking
+    readout of the neurons' state (not in the paper; the heads then see real values and cost
+    MACs). ``READOUTS`` lists what a core accepts.
     """
 
-    READOUTS = ("spikes", "spikes+obs")
+    READOUTS: tuple[str, ...] = ("spikes", "spikes+obs")
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, readout: str,
                  shortcut_dim: int):
         super().__init__()
         if readout not in self.READOUTS:
-            raise ValueError(f"readout must be one of {self.READOUTS}, got {readout!r}")
+            raise ValueError(f"{type(self).__name__}: readout must be one of {self.READOUTS}, "
+                             f"got {readout!r}")
         self.input_size = input_size
         self.hidden_size = check_positive_int(hidden_size, "hidden size")
         self.num_layers = check_positive_int(num_layers, "number of layers")
@@ -57,7 +61,8 @@ class SpikingCore(nn.Module):
         self.readout = readout
         self.shortcut = (nn.Sequential(nn.Linear(input_size, shortcut_dim), nn.Tanh())
                          if readout == "spikes+obs" else None)
-        self.output_dim = hidden_size + (shortcut_dim if self.shortcut is not None else 0)
+        extra = {"spikes+obs": shortcut_dim, "spikes+membrane": hidden_size}
+        self.output_dim = hidden_size + extra.get(readout, 0)
         self.register_buffer("spike_sum", torch.zeros((), dtype=torch.float64),
                              persistent=False)
         self.register_buffer("neuron_steps", torch.zeros((), dtype=torch.float64),
@@ -77,10 +82,13 @@ class SpikingCore(nn.Module):
             self.spike_sum += spikes.sum(dtype=torch.float64)
             self.neuron_steps += spikes.numel()
 
-    def _readout(self, spikes: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        if self.shortcut is None:
-            return spikes
-        return torch.cat([spikes, self.shortcut(features)], dim=-1)
+    def _readout(self, spikes: torch.Tensor, features: torch.Tensor,
+                 membrane: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.readout == "spikes+obs":
+            return torch.cat([spikes, self.shortcut(features)], dim=-1)
+        if self.readout == "spikes+membrane":
+            return torch.cat([spikes, membrane], dim=-1)
+        return spikes
 
 
 class GRSNCore(SpikingCore):
@@ -88,8 +96,11 @@ class GRSNCore(SpikingCore):
     carried across steps and reset at episode starts inside the fused op.
 
     State slots: ``(v - v_init, c)`` per layer (``v_init`` = 0 for soft reset, ``v_reset`` for
-    hard reset), so that all-zero slots are exactly the initial state.
+    hard reset), so that all-zero slots are exactly the initial state. Also accepts
+    ``readout="spikes+membrane"`` (see :class:`SpikingCore`).
     """
+
+    READOUTS = SpikingCore.READOUTS + ("spikes+membrane",)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  readout: str = "spikes", shortcut_dim: int = 32, **grsn_kwargs):
@@ -100,9 +111,10 @@ class GRSNCore(SpikingCore):
     def forward(self, features: torch.Tensor, state: State,
                 episode_starts: torch.Tensor) -> tuple[torch.Tensor, State]:
         v, c = state
-        spikes, (v, c) = self.grsn(features, (v + self._v_init, c), episode_starts=episode_starts)
+        spikes, membrane, (v, c) = self.grsn.forward_sequence(
+            features, (v + self._v_init, c), episode_starts=episode_starts)
         self._count(spikes)
-        return self._readout(spikes, features), (v - self._v_init, c)
+        return self._readout(spikes, features, membrane), (v - self._v_init, c)
 
 
 class LIFCore(SpikingCore):

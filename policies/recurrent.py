@@ -51,7 +51,9 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
     :param enable_critic_grsn: the critic has its own core; with both False the critic is
         feed-forward (alias ``enable_critic_lstm``).
     :param readout: ``"spikes"`` or ``"spikes+obs"`` (spikes concatenated with a ``tanh``
-        embedding of the current observation, the paper's shortcut).
+        embedding of the current observation, the paper's shortcut); GRSNPolicy also takes
+        ``"spikes+membrane"`` (spikes and the membrane before reset: a non-spiking readout,
+        not in the paper, whose heads cost MACs).
     :param shortcut_dim: size of that embedding.
     :param input_bias: added to the initial bias of the neurons' input projection. Default 1.0, a
         departure from PyTorch's default init (which the paper does not change): with it, the

@@ -149,6 +149,17 @@ def test_spikes_plus_obs_readout_splits_ac_and_mac_columns():
     assert r.agent.macs == pytest.approx(32 + 6 + 15 + 10)
 
 
+def test_membrane_readout_counts_the_membrane_columns_as_macs():
+    pol = _grsn_policy(readout="spikes+membrane")
+    _set_pattern(pol.lstm_actor.grsn.layers[0])
+    r = estimate_energy(pol, _obs(), STARTS)
+    head = r.per_module["mlp_extractor.policy_net.0"]  # Linear(4 spikes + 4 membrane, 5)
+    assert head.synaptic_acs == pytest.approx(SPIKES * 5 / DECISIONS)
+    assert head.synaptic_macs == 4 * 5
+    # the core is unchanged: the membrane is a readout, not an extra layer
+    assert (r.core.macs, r.core.acs) == (32, 12)
+
+
 def test_second_grsn_layer_is_spike_driven():
     pol = _grsn_policy(n_grsn_layers=2)
     _set_pattern(pol.lstm_actor.grsn.layers[0])

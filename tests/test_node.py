@@ -117,6 +117,31 @@ def test_subclass_overriding_the_step_is_not_bypassed():
     y_ref = torch.stack([single(x[t] * 2.0) for t in range(x.shape[0])])
     assert torch.equal(y_sub, y_ref)
     assert not torch.equal(y_sub, GRSNNode(step_mode="m")(x))
+    # the whole-sequence call would bypass the override: refused, with the way out
+    with pytest.raises(TypeError, match="multi_step_functional_forward"):
+        DoubledInput(step_mode="m").multi_step_sequence(x, torch.zeros(x.shape[1:-1] + (8,)),
+                                                        torch.zeros(x.shape[1:-1] + (8,)))
+
+
+def test_multi_step_sequence_returns_the_reference_sequence_and_resets():
+    from grsn_sj import grsn_multi_step_reference
+
+    node = GRSNNode(step_mode="m", backend="numba", v_reset=-0.25)
+    x = _x()
+    T, N, H = x.shape[0], x.shape[1], x.shape[-1] // 2
+    v0, c0 = torch.full((N, H), 0.3), torch.full((N, H), 0.2)
+    starts = torch.zeros(T, N)
+    starts[4, 1] = 1
+    seq = node.multi_step_sequence(x, v0, c0, starts)
+    ref = grsn_multi_step_reference(x, v0, c0, node.beta, node.v_threshold, node.v_reset,
+                                    reset_mask=starts)
+    for got, want in zip(seq, ref):
+        torch.testing.assert_close(got, want)
+    # the spikes are the membrane before reset crossing the threshold
+    assert torch.equal(seq.spike_seq, (seq.h_seq >= node.v_threshold).to(x.dtype))
+    # and the module's multi-step call gives the same spikes and final state
+    (spikes,), (v, c) = node.multi_step_functional_forward((x, starts), (v0, c0))
+    assert torch.equal(spikes, seq.spike_seq) and torch.equal(v, seq.v) and torch.equal(c, seq.c)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -104,7 +104,8 @@ def test_sequence_path_equals_single_steps_with_resets():
 
 
 @pytest.mark.parametrize("extra", [dict(readout="spikes+obs", learnable_tau=True),
-                                   dict(spike_recurrence=True, v_reset=-0.2)])
+                                   dict(spike_recurrence=True, v_reset=-0.2),
+                                   dict(readout="spikes+membrane")])
 def test_save_load_predict_is_bit_identical(tmp_path, extra):
     model = _model(seed=4, **extra)
     model.learn(128)
@@ -181,6 +182,24 @@ def test_feedforward_critic_matches_the_readout_size():
     model = _model(enable_critic_grsn=False, readout="spikes+obs", shortcut_dim=5)
     assert model.policy.critic.out_features == 16 + 5
     model.learn(64)
+
+
+def test_membrane_readout_feeds_spikes_and_membrane_to_the_heads():
+    model = _model(readout="spikes+membrane", enable_critic_grsn=False)
+    pol = model.policy
+    assert pol.lstm_actor.output_dim == 32 and pol.critic.out_features == 32
+    assert pol.mlp_extractor.policy_net[0].in_features == 32
+    x = torch.randn(6, 3, 2)
+    latent, _ = pol.lstm_actor(x, _zeros_state(pol, 3), torch.zeros(6, 3))
+    spikes, membrane = latent[..., :16], latent[..., 16:]
+    assert set(spikes.unique().tolist()) <= {0.0, 1.0}
+    # the second half is the membrane before reset: spikes where it reaches the threshold
+    assert torch.equal(spikes, (membrane >= 1.0).to(spikes.dtype))
+    model.learn(64)
+    # only GRSN has a fused op that returns the membrane
+    for policy in (LIFPolicy, NoTAPPolicy):
+        with pytest.raises(ValueError, match="readout must be one of"):
+            _build(policy=policy, readout="spikes+membrane")
 
 
 def test_hard_reset_zero_slots_are_the_initial_state():

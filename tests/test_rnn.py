@@ -176,9 +176,10 @@ def test_spike_recurrence_feeds_previous_spikes_into_the_gates():
         o, v, c = grsn_step(pre[:, :16], pre[:, 16:], v, c)
         spikes.append(o)
     first = torch.stack(spikes)
-    out1, _ = RecurrentGRSN._recurrent_layer(layer, x, torch.zeros(6, 16), torch.zeros(6, 16),
-                                             None)
+    out1, h1, _ = RecurrentGRSN._recurrent_layer(layer, x, torch.zeros(6, 16),
+                                                 torch.zeros(6, 16), None)
     assert torch.equal(out1, first)
+    assert torch.equal(out1, (h1 >= 1.0).to(out1.dtype))
     assert not torch.equal(out, _core(num_layers=2)(x)[0])
     out.sum().backward()
     assert rec.layers[0].recurrent.weight.grad.abs().sum() > 0
@@ -200,3 +201,38 @@ def test_spike_recurrence_state_is_lossless_across_calls():
         torch.testing.assert_close(p, q)
     fresh, _ = rec(x[7:, 2:3])
     assert torch.equal(whole[7:, 2:3], fresh)
+
+
+@pytest.mark.parametrize("spike_recurrence", [False, True])
+def test_forward_sequence_adds_the_last_layers_membrane(spike_recurrence):
+    core = _core(num_layers=2, spike_recurrence=spike_recurrence)
+    x = _x(T=8, N=3)
+    starts = torch.zeros(8, 3)
+    starts[5, 2] = 1
+    out = core.forward_sequence(x, episode_starts=starts)
+    spikes, state = core(x, episode_starts=starts)
+    assert torch.equal(out.output, spikes)
+    for p, q in zip(out.state, state):
+        assert torch.equal(p, q)
+    assert out.membrane.shape == (8, 3, 16)
+    # the membrane before reset: the last layer's spikes are where it reaches the threshold
+    assert torch.equal(spikes, (out.membrane >= 1.0).to(spikes.dtype))
+    assert 0 < spikes.mean() < 1
+    if not spike_recurrence:
+        # the last layer's membrane, recomputed by its node from the layer below's spikes
+        below, _ = _one_layer_copy(core)(x, episode_starts=starts)
+        seq = core.layers[1].node.multi_step_sequence(
+            core.layers[1].fc(below), torch.zeros(3, 16), torch.zeros(3, 16), starts)
+        torch.testing.assert_close(out.membrane, seq.h_seq)
+    # a real-valued readout: gradients reach the first layer through the membrane alone
+    core.zero_grad()
+    out.membrane.sum().backward()
+    assert core.layers[0].fc.weight.grad.abs().sum() > 0
+
+
+def _one_layer_copy(core):
+    """A RecurrentGRSN holding the first layer of ``core`` (same parameters)."""
+    one = RecurrentGRSN(core.input_size, core.hidden_size, 1,
+                        spike_recurrence=core.spike_recurrence)
+    one.layers = torch.nn.ModuleList([core.layers[0]])
+    return one
