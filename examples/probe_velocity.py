@@ -30,11 +30,9 @@ CSV row per (task, policy, seed) goes to ``--out``/results.csv (resumable); mean
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
-import time
 
 import gymnasium as gym
 import numpy as np
@@ -195,47 +193,17 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="CartPole-P-v0", choices=sorted(VELOCITY_INDICES))
-    p.add_argument("--policies", nargs="+", default=list(PROBE_POLICIES),
-                   choices=PROBE_POLICIES)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--quick", action="store_true", help="tiny budgets and one seed (smoke run)")
-    p.add_argument("--timesteps", type=int, default=None,
-                   help="budget of every run instead of the table's (one budget per --out)")
-    p.add_argument("--out", default=None, help="output folder (default runs/probe[_quick])")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (see reproduce.py)")
-    args = p.parse_args(argv)
-    if args.jobs < 1:
-        p.error("--jobs must be >= 1")
-    if args.timesteps is not None and args.timesteps < 1:
-        p.error("--timesteps must be >= 1")
-    out = args.out or ("runs/probe_quick" if args.quick else "runs/probe")
-    os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, "results.csv")
-    rows = reproduce.load_rows(path)
-    conflict = reproduce.budget_conflict(rows, path, args.env, args.quick, args.timesteps)
-    if conflict:
-        p.error(conflict)
-    done = {(r["task"], r["policy"], int(r["seed"])) for r in rows}
-    seeds = args.seeds[:1] if args.quick else args.seeds
-    jobs = [dict(task=args.env, policy=pol, seed=seed, quick=args.quick, timesteps=args.timesteps)
-            for pol in args.policies for seed in seeds if (args.env, pol, seed) not in done]
-    t_start = time.time()
-    for _, row, secs in reproduce.run_all(jobs, args.jobs, fn=probe_one):
-        reproduce.append_row(path, row, FIELDS)
-        print(f"{row['task']:<15} {row['policy']:<5} seed {row['seed']}: R² "
-              + ", ".join(f"{n} {row[f'r2_{n}']:.3f}" for n in FEATURE_SETS)
-              + f" ({secs:.0f} s)", flush=True)
-    print(f"wall time {time.time() - t_start:.0f} s")
-    table = summary(reproduce.load_rows(path))
-    with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write(table)
-    print("\n" + table)
-    return 0
+def describe(row: dict) -> str:
+    return (f"{row['task']:<15} {row['policy']:<5} seed {row['seed']}: R² "
+            + ", ".join(f"{n} {row[f'r2_{n}']:.3f}" for n in FEATURE_SETS))
 
+
+DIAGNOSTIC = reproduce.Diagnostic("probe", probe_one, FIELDS, summary, describe,
+                                  sorted(VELOCITY_INDICES), "CartPole-P-v0", list(PROBE_POLICIES))
+
+
+def main(argv=None) -> int:
+    return reproduce.run_diagnostic(DIAGNOSTIC, argv, __doc__)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -242,6 +242,65 @@ def budget_conflict(rows: list[dict], path: str, task: str, quick: bool,
     return None
 
 
+class Diagnostic(NamedTuple):
+    """A per-(task, policy, seed) study on top of :func:`train_one` (``eval_modes.py``,
+    ``probe_velocity.py``), run by :func:`run_diagnostic`: ``fn(task, policy, seed, quick,
+    timesteps)`` returns one CSV row with the ``fields``; ``summary(rows)`` is the Markdown table;
+    ``describe(row)`` the line printed per finished run."""
+
+    name: str
+    fn: Callable[..., dict]
+    fields: list[str]
+    summary: Callable[[list[dict]], str]
+    describe: Callable[[dict], str]
+    envs: list[str]
+    default_env: str
+    policies: list[str]
+
+
+def run_diagnostic(diag: Diagnostic, argv, description: str) -> int:
+    """The command line of a :class:`Diagnostic`: one task (``--env``), ``--policies``,
+    ``--seeds``, ``--quick``, ``--timesteps``, ``--jobs`` and a resumable ``--out`` folder
+    (``results.csv``, ``summary.md``), as :func:`main` does for the reproduction."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default=diag.default_env, choices=diag.envs)
+    p.add_argument("--policies", nargs="+", default=list(diag.policies), choices=diag.policies)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--quick", action="store_true", help="tiny budgets and one seed (smoke run)")
+    p.add_argument("--timesteps", type=int, default=None,
+                   help="budget of every run instead of the table's (one budget per --out)")
+    p.add_argument("--out", default=None,
+                   help=f"output folder (default runs/{diag.name}[_quick])")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (see reproduce.py)")
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error("--jobs must be >= 1")
+    if args.timesteps is not None and args.timesteps < 1:
+        p.error("--timesteps must be >= 1")
+    out = args.out or f"runs/{diag.name}" + ("_quick" if args.quick else "")
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "results.csv")
+    rows = load_rows(path)
+    conflict = budget_conflict(rows, path, args.env, args.quick, args.timesteps)
+    if conflict:
+        p.error(conflict)
+    done = {(r["task"], r["policy"], int(r["seed"])) for r in rows}
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    jobs = [dict(task=args.env, policy=pol, seed=seed, quick=args.quick, timesteps=args.timesteps)
+            for pol in args.policies for seed in seeds if (args.env, pol, seed) not in done]
+    t_start = time.time()
+    for _, row, secs in run_all(jobs, args.jobs, fn=diag.fn):
+        append_row(path, row, diag.fields)
+        print(f"{diag.describe(row)} ({secs:.0f} s)", flush=True)
+    print(f"wall time {time.time() - t_start:.0f} s")
+    table = diag.summary(load_rows(path))
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(table)
+    print("\n" + table)
+    return 0
+
+
 # ------------------------------------------------------------------------------ reporting
 
 def load_rows(path: str) -> list[dict]:
