@@ -138,5 +138,6 @@ DIAGNOSTIC = reproduce.Diagnostic("eval_modes", eval_one, FIELDS, summary, descr
 def main(argv=None) -> int:
     return reproduce.run_diagnostic(DIAGNOSTIC, argv, __doc__)
 
+
 if __name__ == "__main__":
     sys.exit(main())

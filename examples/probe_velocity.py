@@ -8,8 +8,8 @@ On CartPole-P and Pendulum-P the observation holds positions only, and the veloc
 integrated from successive observations. GRSN learns neither task as well as the LSTM (see
 docs/RESULTS.md). This script trains each (task, policy, seed) as ``examples/reproduce.py`` does
 (``reproduce.train_one``), plays its deterministic policy on 4 fresh env copies, and fits linear
-probes (ridge regression, standardised inputs) from four feature sets to the true velocities read
-from the simulator:
+probes (ridge regression on centred inputs, see :func:`ridge_predict`) from four feature sets to
+the true velocities read from the simulator:
 
 - ``obs``: the current observation (the memoryless reference);
 - ``prev_step``: the current and previous observation, their pairwise products and the previous
@@ -22,8 +22,9 @@ from the simulator:
   LIF: ``v``; LSTM: ``h`` and ``c``).
 
 Probes are cross-validated over the 4 copies (each copy predicted by a probe fitted on the other
-three; the best of a few ridge penalties is kept), leaving out the first step of every episode (no previous step, fresh core state): R^2 of
-the pooled predictions, averaged over the velocity components (CartPole: cart and pole velocity; Pendulum: angular velocity). A linear probe is a
+three; the best of a few ridge penalties is kept), leaving out the first step of every episode
+(no previous step, fresh core state): R^2 of the pooled predictions, averaged over the velocity
+components (CartPole: cart and pole velocity; Pendulum: angular velocity). A linear probe is a
 lower bound on what a nonlinear head could read, and it is the same bound for every policy. One
 CSV row per (task, policy, seed) goes to ``--out``/results.csv (resumable); means over seeds go to
 ``--out``/summary.md and stdout.
@@ -204,6 +205,7 @@ DIAGNOSTIC = reproduce.Diagnostic("probe", probe_one, FIELDS, summary, describe,
 
 def main(argv=None) -> int:
     return reproduce.run_diagnostic(DIAGNOSTIC, argv, __doc__)
+
 
 if __name__ == "__main__":
     sys.exit(main())
