@@ -21,7 +21,7 @@ from .marl import (
     make_speaker_listener,
     make_spread_po,
 )
-from .recurrent import GRSNPolicy, LIFPolicy, NoTAPPolicy, SpikingRecurrentPolicy
+from .recurrent import GRSNPolicy, GRUPolicy, LIFPolicy, NoTAPPolicy, SpikingRecurrentPolicy
 
 register_envs()
 
@@ -29,6 +29,7 @@ __all__ = [
     "FiringRateCallback",
     "GRSNCore",
     "GRSNPolicy",
+    "GRUPolicy",
     "LIFCore",
     "LIFPolicy",
     "NoTAPCore",

@@ -29,9 +29,18 @@ from grsn_sj.functional import (
     reset_membrane,
 )
 
-__all__ = ["SpikingCore", "GRSNCore", "LIFCore", "NoTAPCore"]
+__all__ = ["SpikingCore", "GRSNCore", "LIFCore", "NoTAPCore", "GRUCore"]
 
 State = tuple[torch.Tensor, torch.Tensor]
+
+
+def segments(episode_starts: torch.Tensor) -> list[tuple[int, int]]:
+    """``[(a, b), ...]``: the time ranges of a ``[T, N]`` episode-start mask inside which no
+    copy starts an episode (a start may only fall on a range's first step ``a``)."""
+    T = episode_starts.shape[0]
+    starts = episode_starts.bool().any(1).tolist()
+    cut = [0] + [t for t in range(1, T) if starts[t]] + [T]
+    return list(zip(cut[:-1], cut[1:]))
 
 
 class SpikingCore(nn.Module):
@@ -149,10 +158,8 @@ class LIFCore(SpikingCore):
 
     def _layer(self, x: torch.Tensor, v: torch.Tensor, starts: torch.Tensor):
         """One layer over [T, N, H] inputs: fused between episode starts."""
-        T = x.shape[0]
-        cut = [0] + [t for t in range(1, T) if bool(starts[t].any())] + [T]
         outs = []
-        for a, b in zip(cut[:-1], cut[1:]):
+        for a, b in segments(starts):
             v = reset_membrane(v, starts[a], self.v_reset)
             spikes, v, _ = sj_functional.lif_multi_step(
                 x[a:b], v, self.tau, True, self.v_threshold, self.v_reset,
@@ -193,3 +200,30 @@ class NoTAPCore(SpikingCore):
         rate = spikes.mean(0).reshape(T, N, self.hidden_size)
         return self._readout(rate, features), (torch.zeros_like(state[0]),
                                                torch.zeros_like(state[1]))
+
+
+class GRUCore(nn.Module):
+    """A plain ``nn.GRU`` with the cores' interface (the paper's RNN baseline; sb3-contrib has
+    no GRU policy). State slots: ``(h, 0)``; ``h`` is reset to zero at episode starts. Whole
+    sequences run through cuDNN/ATen's fused GRU between episode starts (one call per range of
+    :func:`segments`). Not spiking: the latent is ``h``.
+
+    :param gru_kwargs: passed to :class:`torch.nn.GRU` (e.g. ``dropout``, ``bias``).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **gru_kwargs):
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = check_positive_int(hidden_size, "hidden size")
+        self.num_layers = check_positive_int(num_layers, "number of layers")
+        self.output_dim = hidden_size
+        self.gru = nn.GRU(input_size, hidden_size, num_layers, **gru_kwargs)
+
+    def forward(self, features: torch.Tensor, state: State,
+                episode_starts: torch.Tensor) -> tuple[torch.Tensor, State]:
+        h, outs = state[0], []
+        for a, b in segments(episode_starts):
+            h = h * (1.0 - episode_starts[a]).view(1, -1, 1)
+            out, h = self.gru(features[a:b], h.contiguous())
+            outs.append(out)
+        return torch.cat(outs), (h, torch.zeros_like(state[1]))
