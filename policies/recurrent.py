@@ -23,15 +23,24 @@ import torch as th
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    NatureCNN,
+)
 from stable_baselines3.common.type_aliases import Schedule
 from spikingjelly.activation_based import surrogate
 from torch import nn
 
 from .cores import GRSNCore, GRUCore, LIFCore, NoTAPCore, SpikingCore
 
-__all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "LIFPolicy", "NoTAPPolicy", "GRUPolicy"]
+__all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "LIFPolicy", "NoTAPPolicy", "GRUPolicy",
+           "CnnGRSNPolicy", "MultiInputGRSNPolicy", "CnnLIFPolicy", "MultiInputLIFPolicy",
+           "CnnNoTAPPolicy", "MultiInputNoTAPPolicy"]
 
+_CRITIC_CORES = ("same", "shared", "lstm")
+_AUX_LOSSES = (None, "obs_diff")
 _ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _LSTM_ALIASES = {"lstm_hidden_size": "grsn_hidden_size", "n_lstm_layers": "n_grsn_layers",
                  "shared_lstm": "shared_grsn", "enable_critic_lstm": "enable_critic_grsn"}
@@ -114,6 +123,15 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         if shared and critic:
             raise ValueError("choose shared_grsn=True (actor and critic share one core) or "
                              "enable_critic_grsn=True (a separate critic core), not both")
+        if critic_core not in _CRITIC_CORES:
+            raise ValueError(f"{type(self).__name__}: critic_core must be one of "
+                             f"{_CRITIC_CORES}, got {critic_core!r}")
+        if critic_core != "same" and not critic:
+            raise ValueError(f"critic_core={critic_core!r} needs a critic core of its own "
+                             "(enable_critic_grsn=True, shared_grsn=False)")
+        if aux_loss not in _AUX_LOSSES:
+            raise ValueError(f"{type(self).__name__}: aux_loss must be one of {_AUX_LOSSES}, "
+                             f"got {aux_loss!r}")
         self.core_kwargs = dict(readout=readout, shortcut_dim=shortcut_dim,
                                 input_bias=input_bias, tau=tau,
                                 v_threshold=v_threshold, v_reset=v_reset,
@@ -132,6 +150,10 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         self.lstm_actor = self._make_core(self.features_dim, hidden, layers)
         if self.lstm_critic is not None and critic_core == "same":
             self.lstm_critic = self._make_core(self.features_dim, hidden, layers)
+        elif self.lstm_critic is not None and critic_core == "shared":
+            # one core, run for the actor and for the critic (each with its own carried
+            # state): the value loss backpropagates into the actor's memory
+            self.lstm_critic = self.lstm_actor
         self.aux_kwargs = dict(aux_loss=aux_loss, aux_coef=aux_coef, aux_hidden=aux_hidden,
                                critic_core=critic_core)
         self.aux_decoder = (nn.Sequential(nn.Linear(self._latent_dim, aux_hidden), nn.ReLU(),
@@ -201,7 +223,10 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
 
     def cores(self) -> list[SpikingCore]:
         """The spiking cores of this policy (actor, and critic if it has its own)."""
-        return [m for m in (self.lstm_actor, self.lstm_critic) if isinstance(m, SpikingCore)]
+        cores = [self.lstm_actor]
+        if isinstance(self.lstm_critic, SpikingCore) and self.lstm_critic is not self.lstm_actor:
+            cores.append(self.lstm_critic)
+        return cores
 
 
 class GRSNPolicy(SpikingRecurrentPolicy):
@@ -271,6 +296,31 @@ class NoTAPPolicy(SpikingRecurrentPolicy):
         data = super()._get_constructor_parameters()
         data["sub_steps"] = self.sub_steps
         return data
+
+
+def _with_extractor(base: type, extractor: type, kind: str) -> type:
+    """``base`` with another default features extractor (sb3-contrib's Cnn / MultiInput
+    pattern): every argument of ``base`` still applies."""
+
+    def __init__(self, *args, features_extractor_class: type[BaseFeaturesExtractor] = extractor,
+                 **kwargs):
+        base.__init__(self, *args, features_extractor_class=features_extractor_class, **kwargs)
+
+    doc = (f"{base.__name__} for {kind} observations: the same policy with SB3's "
+           f"``{extractor.__name__}`` as its default features extractor (like sb3-contrib's "
+           f"``{'CnnLstmPolicy' if extractor is NatureCNN else 'MultiInputLstmPolicy'}``). "
+           f"Every argument of :class:`{base.__name__}` applies.")
+    prefix = "Cnn" if extractor is NatureCNN else "MultiInput"
+    return type(prefix + base.__name__, (base,), {"__init__": __init__, "__doc__": doc,
+                                                  "__module__": __name__})
+
+
+CnnGRSNPolicy = _with_extractor(GRSNPolicy, NatureCNN, "image")
+MultiInputGRSNPolicy = _with_extractor(GRSNPolicy, CombinedExtractor, "Dict")
+CnnLIFPolicy = _with_extractor(LIFPolicy, NatureCNN, "image")
+MultiInputLIFPolicy = _with_extractor(LIFPolicy, CombinedExtractor, "Dict")
+CnnNoTAPPolicy = _with_extractor(NoTAPPolicy, NatureCNN, "image")
+MultiInputNoTAPPolicy = _with_extractor(NoTAPPolicy, CombinedExtractor, "Dict")
 
 
 class GRUPolicy(RecurrentActorCriticPolicy):
@@ -362,17 +412,23 @@ def _obs_diff_loss(decoder: nn.Module, features: th.Tensor, latent: th.Tensor,
 
 def _check_spaces(name: str, observation_space: spaces.Space, action_space: spaces.Space,
                   features_extractor_class: Callable) -> None:
-    if isinstance(observation_space, (spaces.Dict, spaces.Tuple)):
+    if isinstance(observation_space, spaces.Tuple):
         raise TypeError(
-            f"{name} takes Box, Discrete, MultiDiscrete or MultiBinary observations; got "
-            f"{type(observation_space).__name__}. Flatten the observation (e.g. gymnasium's "
-            "FlattenObservation wrapper) first")
+            f"{name} takes Box, Discrete, MultiDiscrete, MultiBinary or Dict observations (what "
+            f"RecurrentPPO supports); got Tuple. Wrap the env in gymnasium's FlattenObservation")
+    if isinstance(observation_space, spaces.Dict) and features_extractor_class is FlattenExtractor:
+        raise TypeError(
+            f"{name} got a Dict observation space {observation_space}; use its MultiInput "
+            "variant (e.g. policies.MultiInputGRSNPolicy, which defaults to SB3's "
+            "CombinedExtractor) or pass policy_kwargs=dict(features_extractor_class="
+            "stable_baselines3.common.torch_layers.CombinedExtractor)")
     if (is_image_space(observation_space, check_channels=False)
             and features_extractor_class is FlattenExtractor):
         raise TypeError(
-            f"{name} got an image observation space {observation_space}; pass "
+            f"{name} got an image observation space {observation_space}; use its Cnn variant "
+            "(e.g. policies.CnnGRSNPolicy, which defaults to SB3's NatureCNN) or pass "
             "policy_kwargs=dict(features_extractor_class=stable_baselines3.common.torch_layers"
-            ".NatureCNN) (or another CNN extractor) to use images")
+            ".NatureCNN) (or another CNN extractor)")
     if not isinstance(action_space, _ACTION_SPACES):
         raise TypeError(
             f"{name} supports Box, Discrete, MultiDiscrete and MultiBinary action spaces (what "
