@@ -5,6 +5,10 @@ import sys
 import pytest
 from sb3_contrib import RecurrentPPO
 
+import policies
+from policies import training, zoo
+
+# the example scripts are command lines, not a package: the tests import them from their folder
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 
 import reproduce  # noqa: E402
@@ -39,10 +43,13 @@ def test_train_pomdp_passes_policy_kwargs(tmp_path):
     assert rc == 0
     pol = RecurrentPPO.load(tmp_path / "m").policy
     assert pol.lstm_actor.readout == "spikes+obs" and pol.lstm_actor.num_layers == 2
-    assert train_pomdp.parse_kwargs(["a=1", "b=x", "c=[1, 2]"]) == {"a": 1, "b": "x",
-                                                                    "c": [1, 2]}
-    with pytest.raises(SystemExit):
-        train_pomdp.parse_kwargs(["novalue"])
+    assert training.parse_kwargs(["a=1", "b=x", "c=[1, 2]"]) == {"a": 1, "b": "x",
+                                                                 "c": [1, 2]}
+    with pytest.raises(ValueError, match="key=value.*'novalue'"):
+        training.parse_kwargs(["novalue"])
+    with pytest.raises(SystemExit) as exc:
+        train_pomdp.main(["--policy-kwargs", "novalue"])
+    assert exc.value.code == 2
 
 
 def test_train_pomdp_rejects_bad_arguments():
@@ -53,12 +60,26 @@ def test_train_pomdp_rejects_bad_arguments():
 
 
 def test_every_task_has_a_complete_config():
-    import policies
-
     for env_id in policies.POMDP_ENV_IDS:
-        cfg = train_pomdp.config_for(env_id)
-        for key in ("timesteps", "n_envs", "n_steps", "batch_size", "learning_rate", "hidden"):
+        cfg = zoo.config_for(env_id)
+        for key in ("n_timesteps", "n_envs", "n_steps", "batch_size", "learning_rate"):
             assert cfg[key] > 0, (env_id, key)
+        assert cfg["policy_kwargs"]["lstm_hidden_size"] > 0, env_id
+        assert cfg["policy"] == "policies.GRSNPolicy"
+    assert set(zoo.hyperparams) == set(policies.POMDP_ENV_IDS)
+    for task in ("spread-PO", "speaker-listener"):
+        cfg = zoo.config_for(task)
+        assert cfg["n_copies"] > 0 and cfg["n_timesteps"] > 0 and "n_envs" not in cfg
+
+
+def test_config_for_returns_a_copy_and_names_unknown_tasks():
+    cfg = zoo.config_for("Pendulum-P-v0")
+    cfg["policy_kwargs"]["net_arch"]["pi"].append(1)
+    cfg["n_envs"] = 99
+    fresh = zoo.config_for("Pendulum-P-v0")
+    assert fresh["policy_kwargs"]["net_arch"] == dict(pi=[64], vf=[64]) and fresh["n_envs"] == 4
+    with pytest.raises(ValueError, match="'NoSuchTask-v0'.*CartPole-P-v0"):
+        zoo.config_for("NoSuchTask-v0")
 
 
 def test_train_marl_cli_reports_team_return(tmp_path, capsys):
@@ -106,12 +127,12 @@ def test_levers_change_what_they_say_and_the_runner_resumes(tmp_path):
 
     import levers
 
-    cfg = train_pomdp.config_for("CartPole-P-v0")
-    env = train_pomdp.make_train_env("CartPole-P-v0", dict(cfg, n_envs=1), 0)
+    cfg = zoo.config_for("CartPole-P-v0")
+    env = policies.make_env("CartPole-P-v0", 1, 0)
     built = {}
     for name in ("default", "learnable_tau", "surrogate_alpha_4", "tau_4", "two_layers"):
         policy, make_kwargs, _, _ = levers.LEVERS[name]
-        model = train_pomdp.build_model(policy, env, cfg, 0, "cpu", policy_kwargs=make_kwargs())
+        model = training.build_model(policy, env, cfg, 0, "cpu", policy_kwargs=make_kwargs())
         built[name] = model.policy.lstm_actor.grsn
     nodes = {name: grsn.layers[0].node for name, grsn in built.items()}
     assert not nodes["default"].learnable_tau and nodes["learnable_tau"].learnable_tau
@@ -154,17 +175,17 @@ def test_reproduce_runs_jobs_in_parallel_processes(tmp_path):
 def test_pendulum_config_gives_every_policy_the_same_zoo_settings(policy):
     import torch
 
-    cfg = train_pomdp.config_for("Pendulum-P-v0")
-    env = train_pomdp.make_train_env("Pendulum-P-v0", dict(cfg, n_envs=1), 0)
-    model = train_pomdp.build_model(policy, env, cfg, 0, "cpu")
+    cfg = zoo.config_for("Pendulum-P-v0")
+    env = policies.make_env("Pendulum-P-v0", 1, 0)
+    model = training.build_model(policy, env, cfg, 0, "cpu")
     assert model.use_sde and model.sde_sample_freq == 4 and model.gamma == 0.9
     assert model.policy.activation_fn is torch.nn.ReLU and not model.policy.ortho_init
     # the recurrent policies get the zoo's one-layer heads; the memoryless MLP two layers
     expected = [64, 64] if policy == "mlp" else dict(pi=[64], vf=[64])
     assert model.policy.net_arch == expected
     # a caller's policy_kwargs still win over the table's
-    model = train_pomdp.build_model(policy, env, cfg, 0, "cpu",
-                                    policy_kwargs=dict(activation_fn=torch.nn.Tanh))
+    model = training.build_model(policy, env, cfg, 0, "cpu",
+                                 policy_kwargs=dict(activation_fn=torch.nn.Tanh))
     assert model.policy.activation_fn is torch.nn.Tanh
 
 
@@ -184,7 +205,6 @@ class _AlwaysAction:
 
 def test_eval_modes_rollout_counts_episodes_returns_and_actions():
     import numpy as np
-    import policies
 
     import eval_modes
 
