@@ -31,9 +31,11 @@ def steps_per_second(policy: str, env_id: str, hidden: int, steps: int, n_envs: 
     cfg = dict(SETTINGS, policy_kwargs=dict(lstm_hidden_size=hidden))
     model = build_model(policy, env, cfg, seed)
     model.learn(n_envs * 128)  # warm-up (kernel compilation, allocator)
+    start = model.num_timesteps
     t0 = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
-    return steps / (time.perf_counter() - t0)
+    # learn() runs whole rollouts (n_envs x n_steps): count the steps that ran
+    return (model.num_timesteps - start) / (time.perf_counter() - t0)
 
 
 def main() -> None:

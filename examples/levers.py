@@ -23,7 +23,14 @@ from typing import Callable
 
 from spikingjelly.activation_based import surrogate
 
-from policies.training import CSV_FIELDS, POMDP_TASKS, load_rows, run_matrix, run_one
+from policies.training import (
+    CSV_FIELDS,
+    POMDP_TASKS,
+    load_rows,
+    positive_int,
+    run_matrix,
+    run_one,
+)
 
 #: lever name -> (policy, policy_kwargs factory, env_kwargs, what it changes). Factories,
 #: because a surrogate function is a module and every run gets its own.
@@ -88,10 +95,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--quick", action="store_true", help="tiny budget (smoke run)")
     p.add_argument("--out", default=None, help="output folder (default runs/levers[_quick])")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (see reproduce.py)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="runs in parallel (see reproduce.py)")
     args = p.parse_args(argv)
-    if args.jobs < 1:
-        p.error("--jobs must be >= 1")
     out = args.out or ("runs/levers_quick" if args.quick else "runs/levers")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.csv")

@@ -24,7 +24,14 @@ import time
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import policies
-from policies.training import build_model, load_rows, parse_kwargs, run_matrix, set_threads
+from policies.training import (
+    build_model,
+    load_rows,
+    parse_kwargs,
+    positive_int,
+    run_matrix,
+    set_threads,
+)
 
 FIELDS = ["policy", "tag", "gap", "seed", "timesteps", "return", "seconds"]
 
@@ -54,17 +61,20 @@ def main(argv=None) -> int:
     p.add_argument("--gaps", type=int, nargs="+", default=[3, 7, 15, 31])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--policies", nargs="+", default=["grsn", "lstm"], choices=["grsn", "lstm"])
-    p.add_argument("--timesteps", type=int, default=30_000)
+    p.add_argument("--timesteps", type=positive_int, default=30_000)
     p.add_argument("--grsn-kwargs", nargs="*", default=[],
                    help="GRSNPolicy policy_kwargs as key=value (e.g. forget_bias=2.0)")
     p.add_argument("--tag", default="default", help="label of this GRSN configuration")
     p.add_argument("--csv", default="runs/memory_gap.csv")
     args = p.parse_args(argv)
-    try:
-        grsn_kwargs = parse_kwargs(args.grsn_kwargs)
-    except ValueError as err:
-        p.error(f"--grsn-kwargs: {err}")
     set_threads(1)
+    try:  # a bad --grsn-kwargs: its message now, not a traceback in the first GRSN run
+        grsn_kwargs = parse_kwargs(args.grsn_kwargs)
+        if grsn_kwargs and "grsn" in args.policies:
+            build_model("grsn", policies.make_env("CueRecall-v0", 1, 0), PROTOCOL, 0,
+                        policy_kwargs=grsn_kwargs)
+    except (TypeError, ValueError) as err:
+        p.error(f"--grsn-kwargs: {err}")
 
     os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
     jobs = [dict(policy=policy, tag=args.tag if policy == "grsn" else "lstm", gap=gap,

@@ -13,8 +13,8 @@ grsn, lif (LIF under TAP), notap (spiking without TAP), lstm, mlp. Budgets and h
 ``policies.training`` (``run_one`` per run, ``run_matrix`` for the CSV). Every finished (task,
 policy, seed) is one row of ``<out>/results.csv``: final evaluation return (deterministic, 20
 episodes; 100 team episodes for spread-PO), training steps/s, firing rate of the readout layer,
-and energy per decision from :mod:`grsn_sj.energy` (whole actor, and recurrent core alone). Runs already in the CSV are
-skipped, so the script resumes. Learning curves (episode returns seen during training) go to
+and energy per decision from :mod:`grsn_sj.energy` (whole actor, and recurrent core alone).
+Runs already in the CSV are skipped, so the script resumes. Learning curves (episode returns seen during training) go to
 ``<out>/curves/``; the plots (``learning_curves.png``, ``energy.png``,
 ``return_vs_energy.png``) and ``summary.md`` (the tables used by docs/RESULTS.md) are rebuilt at
 the end from everything in the CSV.
@@ -37,6 +37,7 @@ from policies.training import (
     POMDP_TASKS,
     budget_conflict,
     load_rows,
+    positive_int,
     run_matrix,
 )
 
@@ -168,15 +169,11 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny budgets and one seed (smoke run)")
     p.add_argument("--out", default=None, help="output folder (default runs/reproduce[_quick])")
     p.add_argument("--plots-only", action="store_true")
-    p.add_argument("--timesteps", type=int, default=None,
+    p.add_argument("--timesteps", type=positive_int, default=None,
                    help="budget of every run instead of the table's (one budget per --out)")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--jobs", type=positive_int, default=1,
                    help="runs in parallel, one process each with one torch thread (default 1)")
     args = p.parse_args(argv)
-    if args.jobs < 1:
-        p.error("--jobs must be >= 1")
-    if args.timesteps is not None and args.timesteps < 1:
-        p.error("--timesteps must be >= 1")
     out = args.out or ("runs/reproduce_quick" if args.quick else "runs/reproduce")
     seeds = args.seeds[:1] if args.quick else args.seeds
     os.makedirs(out, exist_ok=True)

@@ -24,7 +24,7 @@ import time
 import torch
 
 from policies.marl import TeamMetricsCallback
-from policies.training import POLICIES, build_model, evaluate_team, make_task_env
+from policies.training import POLICIES, build_model, evaluate_team, make_task_env, positive_int
 from policies.zoo import config_for, marl_hyperparams
 
 
@@ -33,15 +33,15 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="spread-PO", choices=sorted(marl_hyperparams))
     p.add_argument("--policy", default="grsn", choices=sorted(POLICIES))
-    p.add_argument("--timesteps", type=int, default=None,
+    p.add_argument("--timesteps", type=positive_int, default=None,
                    help="agent-steps (VecEnv rows x steps; default: per task)")
-    p.add_argument("--copies", type=int, default=None,
+    p.add_argument("--copies", type=positive_int, default=None,
                    help="environment copies (default: per task)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--save", default="runs/marl_model")
     p.add_argument("--tensorboard", default=None)
-    p.add_argument("--eval-episodes", type=int, default=100)
+    p.add_argument("--eval-episodes", type=positive_int, default=100)
     p.add_argument("--no-progress-bar", action="store_true")
     args = p.parse_args(argv)
     cfg = config_for(args.env)
@@ -50,8 +50,6 @@ def main(argv=None) -> int:
     if args.copies is not None:
         cfg["n_copies"] = args.copies
     args.timesteps, args.copies = cfg["n_timesteps"], cfg["n_copies"]
-    if args.timesteps < 1 or args.copies < 1 or args.eval_episodes < 1:
-        p.error("--timesteps, --copies and --eval-episodes must be >= 1")
 
     venv = make_task_env(args.env, args.copies, args.seed)
     model = build_model(args.policy, venv, cfg, args.seed, args.device, args.tensorboard)
@@ -65,8 +63,8 @@ def main(argv=None) -> int:
     eval_venv = make_task_env(args.env, args.copies, args.seed + 10_000)
     team = evaluate_team(model, eval_venv, args.eval_episodes)
     print(f"\n{args.policy} on {args.env}: team return {team.mean():.1f} +- {team.std():.1f} "
-          f"over {len(team)} episodes (train {train_time:.0f} s, "
-          f"{args.timesteps / train_time:.0f} agent-steps/s)")
+          f"over {len(team)} episodes (trained {model.num_timesteps} agent-steps in "
+          f"{train_time:.1f} s, {model.num_timesteps / train_time:.0f} agent-steps/s)")
     if args.save:
         os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
         model.save(args.save)

@@ -22,7 +22,7 @@ import torch
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import policies
-from policies.training import POLICIES, build_model, parse_kwargs
+from policies.training import POLICIES, build_model, parse_kwargs, positive_int
 from policies.zoo import config_for
 
 
@@ -31,13 +31,15 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="CartPole-V-v0", choices=policies.POMDP_ENV_IDS)
     p.add_argument("--policy", default="grsn", choices=sorted(POLICIES))
-    p.add_argument("--timesteps", type=int, help="training steps (default: per task)")
+    p.add_argument("--timesteps", type=positive_int,
+                   help="training steps (default: per task; RecurrentPPO rounds up to whole "
+                        "rollouts of n_envs x n_steps)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-envs", type=int, help="parallel envs (default: per task)")
+    p.add_argument("--n-envs", type=positive_int, help="parallel envs (default: per task)")
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda")
     p.add_argument("--save", default="runs/model", help="where to save the model (.zip)")
     p.add_argument("--tensorboard", default=None, help="TensorBoard log directory")
-    p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--eval-episodes", type=positive_int, default=20)
     p.add_argument("--prev-action-reward", action="store_true",
                    help="append the previous action and reward to the observation")
     p.add_argument("--no-progress-bar", action="store_true")
@@ -50,18 +52,15 @@ def main(argv=None) -> int:
         cfg["n_timesteps"] = args.timesteps
     if args.n_envs is not None:
         cfg["n_envs"] = args.n_envs
-    for key, flag in (("n_timesteps", "--timesteps"), ("n_envs", "--n-envs")):
-        if cfg[key] < 1:
-            p.error(f"{flag} must be >= 1")
-    try:
-        policy_kwargs = parse_kwargs(args.policy_kwargs)
-    except ValueError as err:
-        p.error(f"--policy-kwargs: {err}")
-
     env = policies.make_env(args.env, cfg["n_envs"], args.seed,
                             prev_action_reward=args.prev_action_reward)
-    model = build_model(args.policy, env, cfg, args.seed, args.device, args.tensorboard,
-                        policy_kwargs=policy_kwargs)
+    try:
+        model = build_model(args.policy, env, cfg, args.seed, args.device, args.tensorboard,
+                            policy_kwargs=parse_kwargs(args.policy_kwargs))
+    except (TypeError, ValueError) as err:
+        if not args.policy_kwargs:
+            raise
+        p.error(f"--policy-kwargs: {err}")  # the user's mistake: its message, no traceback
     print(f"training {args.policy} on {args.env} for {cfg['n_timesteps']} steps "
           f"({cfg['n_envs']} envs, seed {args.seed}, torch threads {torch.get_num_threads()})")
     callback = policies.FiringRateCallback() if hasattr(model.policy, "cores") else None
@@ -83,9 +82,10 @@ def main(argv=None) -> int:
             core.reset_firing_stats()
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes,
                                 deterministic=True)
+    # learn() runs whole rollouts (n_envs x n_steps): report the steps that actually ran
     print(f"\n{args.policy} on {args.env}: eval return {mean:.1f} +- {std:.1f} over "
-          f"{args.eval_episodes} episodes (train {train_time:.0f} s, "
-          f"{cfg['n_timesteps'] / train_time:.0f} steps/s)")
+          f"{args.eval_episodes} episodes (trained {model.num_timesteps} steps in "
+          f"{train_time:.1f} s, {model.num_timesteps / train_time:.0f} steps/s)")
     if hasattr(model.policy, "cores"):
         print(f"firing rate of the readout layer during evaluation: "
               f"{model.policy.lstm_actor.firing_rate():.3f} spikes/neuron/step")

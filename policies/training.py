@@ -39,8 +39,8 @@ from .recurrent import _LSTM_ALIASES, GRSNPolicy, LIFPolicy, NoTAPPolicy
 __all__ = [
     "CSV_FIELDS", "Diagnostic", "MARL_TASKS", "POLICIES", "POMDP_TASKS", "TASK_KWARGS",
     "Trained", "append_row", "budget_conflict", "build_model", "load_rows", "make_task_env",
-    "parse_kwargs", "run_all", "run_diagnostic", "run_matrix", "run_one", "set_threads",
-    "task_config", "train_one",
+    "parse_kwargs", "positive_int", "run_all", "run_diagnostic", "run_matrix", "run_one",
+    "set_threads", "task_config", "train_one",
 ]
 
 #: policy name -> (algorithm, policy): the names every command line accepts
@@ -140,6 +140,18 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts (steps, envs, episodes, jobs): an int >= 1, else an
+    argparse error (exit 2) quoting what was passed."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
 def parse_kwargs(items: Sequence[str]) -> dict:
     """``["forget_bias=2.0", "readout=spikes+obs"]`` -> ``{"forget_bias": 2.0, ...}`` (values
     are Python literals where they parse as one, else strings)."""
@@ -224,7 +236,8 @@ def train_one(task: str, policy: str, seed: int, quick: bool,
     curve = CurveCallback(marl)
     t0 = time.time()
     model.learn(cfg["n_timesteps"], callback=curve)
-    sps = cfg["n_timesteps"] / (time.time() - t0)
+    # learn() runs whole rollouts: model.num_timesteps is what ran (>= the budget)
+    sps = model.num_timesteps / (time.time() - t0)
     env.close()
     return Trained(model, cfg, curve.points, sps, env_kwargs)
 
@@ -409,16 +422,13 @@ def run_diagnostic(diag: Diagnostic, argv, description: str) -> int:
     p.add_argument("--policies", nargs="+", default=list(diag.policies), choices=diag.policies)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--quick", action="store_true", help="tiny budgets and one seed (smoke run)")
-    p.add_argument("--timesteps", type=int, default=None,
+    p.add_argument("--timesteps", type=positive_int, default=None,
                    help="budget of every run instead of the table's (one budget per --out)")
     p.add_argument("--out", default=None,
                    help=f"output folder (default runs/{diag.name}[_quick])")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (see reproduce.py)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="runs in parallel (see reproduce.py)")
     args = p.parse_args(argv)
-    if args.jobs < 1:
-        p.error("--jobs must be >= 1")
-    if args.timesteps is not None and args.timesteps < 1:
-        p.error("--timesteps must be >= 1")
     out = args.out or f"runs/{diag.name}" + ("_quick" if args.quick else "")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.csv")

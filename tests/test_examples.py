@@ -59,6 +59,34 @@ def test_train_pomdp_rejects_bad_arguments():
         train_pomdp.main(["--timesteps", "0"])
 
 
+def test_train_pomdp_reports_the_steps_that_ran(capsys):
+    # 2 envs x n_steps 128 = one rollout of 256 steps: asking for 100 trains 256 (issue 15.2)
+    rc = train_pomdp.main(["--env", "CartPole-P-v0", "--policy", "mlp", "--timesteps", "100",
+                           "--n-envs", "2", "--eval-episodes", "1", "--no-progress-bar",
+                           "--save", ""])
+    assert rc == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "eval return" in x)
+    assert "trained 256 steps in" in line
+
+
+@pytest.mark.parametrize("count", ["0", "-1"])
+def test_train_pomdp_refuses_a_non_positive_episode_count(capsys, count):
+    with pytest.raises(SystemExit) as exc:  # issue 15.3: refused before any training
+        train_pomdp.main(["--env", "CartPole-P-v0", "--eval-episodes", count, "--timesteps",
+                          "64", "--n-envs", "1", "--no-progress-bar", "--save", ""])
+    assert exc.value.code == 2
+    assert f"--eval-episodes: must be >= 1, got '{count}'" in capsys.readouterr().err
+
+
+def test_train_pomdp_reports_bad_policy_kwargs_without_a_traceback(capsys):
+    with pytest.raises(SystemExit) as exc:  # issue 15.6: the message, exit 2 like argparse
+        train_pomdp.main(["--env", "CartPole-P-v0", "--policy-kwargs", "bogus=1", "--timesteps",
+                          "64", "--n-envs", "1", "--no-progress-bar", "--save", ""])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: --policy-kwargs:" in err and "'bogus'" in err and "Traceback" not in err
+
+
 def test_every_task_has_a_complete_config():
     for env_id in policies.POMDP_ENV_IDS:
         cfg = zoo.config_for(env_id)
@@ -298,3 +326,24 @@ def test_probe_velocity_cli_probes_and_resumes(tmp_path):
         probe_velocity.probe_one("CartPole-P-v0", "mlp", 0, True)
     with pytest.raises(ValueError, match="task must be one of"):
         probe_velocity.probe_one("CartPole-V-v0", "grsn", 0, True)
+
+
+def test_memory_gap_runs_resumes_and_refuses_bad_grsn_kwargs(tmp_path, capsys):
+    import csv
+
+    import memory_gap
+
+    path = str(tmp_path / "mg.csv")
+    args = ["--gaps", "3", "--seeds", "0", "--policies", "grsn", "--timesteps", "64",
+            "--csv", path]
+    assert memory_gap.main(args) == 0
+    row, = csv.DictReader(open(path))
+    assert (row["policy"], row["tag"], row["gap"], row["timesteps"]) == ("grsn", "default", "3",
+                                                                         "64")
+    assert -1.0 <= float(row["return"]) <= 1.0  # CueRecall's range
+    assert memory_gap.main(args) == 0  # resumes: nothing new
+    assert len(list(csv.DictReader(open(path)))) == 1
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        memory_gap.main(args + ["--grsn-kwargs", "bogus=1"])
+    assert exc.value.code == 2 and "'bogus'" in capsys.readouterr().err

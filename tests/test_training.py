@@ -116,3 +116,13 @@ def test_task_config_shrinks_for_quick_and_replaces_the_budget():
         2048, 4, 64, 128)
     marl = training.task_config("spread-PO", True, timesteps=500)
     assert (marl["n_timesteps"], marl["n_copies"], marl["n_steps"]) == (500, 2, 64)
+
+
+def test_positive_int_is_an_argparse_type_quoting_the_input():
+    import argparse
+
+    assert training.positive_int("3") == 3
+    for text, msg in (("0", "must be >= 1, got '0'"), ("-2", "got '-2'"),
+                      ("x", "integer >= 1, got 'x'")):
+        with pytest.raises(argparse.ArgumentTypeError, match=msg):
+            training.positive_int(text)
