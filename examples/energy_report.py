@@ -32,7 +32,7 @@ from stable_baselines3 import PPO
 
 import policies
 from grsn_sj.energy import EnergyConstants, EnergyReport, collect_observations, estimate_energy
-from policies.training import POLICIES, build_model, set_threads
+from policies.training import POLICIES, add_threads_option, build_model, set_threads
 
 #: the short training every policy gets (RL Zoo's names, see policies/zoo.py); the memory cores
 #: get ``--hidden`` units (``policy_kwargs["lstm_hidden_size"]``)
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ac-pj", type=float, default=0.9, help="energy per AC, pJ")
     p.add_argument("--activation-pj", type=float, default=0.0,
                    help="energy per activation-function evaluation, pJ")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (torch, numba, BLAS)")
+    add_threads_option(p)
     p.add_argument("--details", action="store_true",
                    help="also print every model's full report (per scope breakdown)")
     return p
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for flag in ("timesteps", "hidden", "n_envs", "steps", "threads"):
+    for flag in ("timesteps", "hidden", "n_envs", "steps"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1")
     if args.env not in policies.POMDP_ENV_IDS:

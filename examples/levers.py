@@ -26,10 +26,12 @@ from spikingjelly.activation_based import surrogate
 from policies.training import (
     CSV_FIELDS,
     POMDP_TASKS,
+    add_threads_option,
     load_rows,
     positive_int,
     run_matrix,
     run_one,
+    set_threads,
 )
 
 #: lever name -> (policy, policy_kwargs factory, env_kwargs, what it changes). Factories,
@@ -97,7 +99,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="output folder (default runs/levers[_quick])")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="runs in parallel (see reproduce.py)")
+    add_threads_option(p)
     args = p.parse_args(argv)
+    set_threads(args.threads)
     out = args.out or ("runs/levers_quick" if args.quick else "runs/levers")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.csv")
@@ -105,7 +109,7 @@ def main(argv=None) -> int:
     jobs = [dict(lever=lever, task=args.env, seed=seed, quick=args.quick, out=out)
             for lever in args.levers for seed in args.seeds]
     for _, row, secs in run_matrix(path, jobs, FIELDS, ("lever", "task", "seed"), fn=run_lever,
-                                   n_parallel=args.jobs):
+                                   n_parallel=args.jobs, threads=args.threads):
         print(f"{row['lever']:<24} seed {row['seed']}: return {row['eval_return']:9.1f} "
               f"({secs:.0f} s)", flush=True)
 

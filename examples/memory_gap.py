@@ -25,6 +25,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 import policies
 from policies.training import (
+    add_threads_option,
     build_model,
     load_rows,
     parse_kwargs,
@@ -66,8 +67,9 @@ def main(argv=None) -> int:
                    help="GRSNPolicy policy_kwargs as key=value (e.g. forget_bias=2.0)")
     p.add_argument("--tag", default="default", help="label of this GRSN configuration")
     p.add_argument("--csv", default="runs/memory_gap.csv")
+    add_threads_option(p)
     args = p.parse_args(argv)
-    set_threads(1)
+    set_threads(args.threads)
     try:  # a bad --grsn-kwargs: its message now, not a traceback in the first GRSN run
         grsn_kwargs = parse_kwargs(args.grsn_kwargs)
         if grsn_kwargs and "grsn" in args.policies:

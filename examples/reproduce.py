@@ -14,8 +14,8 @@ grsn, lif (LIF under TAP), notap (spiking without TAP), lstm, mlp. Budgets and h
 policy, seed) is one row of ``<out>/results.csv``: final evaluation return (deterministic, 20
 episodes; 100 team episodes for spread-PO), training steps/s, firing rate of the readout layer,
 and energy per decision from :mod:`grsn_sj.energy` (whole actor, and recurrent core alone).
-Runs already in the CSV are skipped, so the script resumes. Learning curves (episode returns seen during training) go to
-``<out>/curves/``; the plots (``learning_curves.png``, ``energy.png``,
+Runs already in the CSV are skipped, so the script resumes. Learning curves (episode returns
+seen during training) go to ``<out>/curves/``; the plots (``learning_curves.png``, ``energy.png``,
 ``return_vs_energy.png``) and ``summary.md`` (the tables used by docs/RESULTS.md) are rebuilt at
 the end from everything in the CSV.
 """
@@ -35,10 +35,12 @@ from policies.training import (
     MARL_TASKS,
     POLICIES,
     POMDP_TASKS,
+    add_threads_option,
     budget_conflict,
     load_rows,
     positive_int,
     run_matrix,
+    set_threads,
 )
 
 # ------------------------------------------------------------------------------ reporting
@@ -172,8 +174,10 @@ def main(argv=None) -> int:
     p.add_argument("--timesteps", type=positive_int, default=None,
                    help="budget of every run instead of the table's (one budget per --out)")
     p.add_argument("--jobs", type=positive_int, default=1,
-                   help="runs in parallel, one process each with one torch thread (default 1)")
+                   help="runs in parallel, one process each (default 1)")
+    add_threads_option(p)
     args = p.parse_args(argv)
+    set_threads(args.threads)
     out = args.out or ("runs/reproduce_quick" if args.quick else "runs/reproduce")
     seeds = args.seeds[:1] if args.quick else args.seeds
     os.makedirs(out, exist_ok=True)
@@ -190,7 +194,7 @@ def main(argv=None) -> int:
                 for task in args.tasks for policy in args.policies for seed in seeds]
         t_start = time.time()
         for _, row, secs in run_matrix(path, jobs, CSV_FIELDS, ("task", "policy", "seed"),
-                                       n_parallel=args.jobs):
+                                       n_parallel=args.jobs, threads=args.threads):
             print(f"{row['task']:<17} {row['policy']:<6} seed {row['seed']}: return "
                   f"{row['eval_return']:9.1f}  {row['energy_agent_nj']:8.2f} nJ/decision  "
                   f"({secs:.0f} s)", flush=True)

@@ -24,7 +24,15 @@ import time
 import torch
 
 from policies.marl import TeamMetricsCallback
-from policies.training import POLICIES, build_model, evaluate_team, make_task_env, positive_int
+from policies.training import (
+    POLICIES,
+    add_threads_option,
+    build_model,
+    evaluate_team,
+    make_task_env,
+    positive_int,
+    set_threads,
+)
 from policies.zoo import config_for, marl_hyperparams
 
 
@@ -43,7 +51,9 @@ def main(argv=None) -> int:
     p.add_argument("--tensorboard", default=None)
     p.add_argument("--eval-episodes", type=positive_int, default=100)
     p.add_argument("--no-progress-bar", action="store_true")
+    add_threads_option(p)
     args = p.parse_args(argv)
+    set_threads(args.threads)
     cfg = config_for(args.env)
     if args.timesteps is not None:
         cfg["n_timesteps"] = args.timesteps

@@ -22,7 +22,14 @@ import torch
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import policies
-from policies.training import POLICIES, build_model, parse_kwargs, positive_int
+from policies.training import (
+    POLICIES,
+    add_threads_option,
+    build_model,
+    parse_kwargs,
+    positive_int,
+    set_threads,
+)
 from policies.zoo import config_for
 
 
@@ -45,7 +52,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress-bar", action="store_true")
     p.add_argument("--policy-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="extra policy_kwargs, e.g. forget_bias=2.0 readout=spikes+obs")
+    add_threads_option(p)
     args = p.parse_args(argv)
+    set_threads(args.threads)
 
     cfg = config_for(args.env)
     if args.timesteps is not None:

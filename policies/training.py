@@ -38,9 +38,9 @@ from .recurrent import _LSTM_ALIASES, GRSNPolicy, LIFPolicy, NoTAPPolicy
 
 __all__ = [
     "CSV_FIELDS", "Diagnostic", "MARL_TASKS", "POLICIES", "POMDP_TASKS", "TASK_KWARGS",
-    "Trained", "append_row", "budget_conflict", "build_model", "load_rows", "make_task_env",
-    "parse_kwargs", "positive_int", "run_all", "run_diagnostic", "run_matrix", "run_one",
-    "set_threads", "task_config", "train_one",
+    "Trained", "add_threads_option", "append_row", "budget_conflict", "build_model",
+    "load_rows", "make_task_env", "parse_kwargs", "positive_int", "run_all", "run_diagnostic",
+    "run_matrix", "run_one", "set_threads", "task_config", "train_one",
 ]
 
 #: policy name -> (algorithm, policy): the names every command line accepts
@@ -138,6 +138,15 @@ def set_threads(n: int) -> None:
     if numba is not None:  # first: starting numba's OpenMP layer resets OpenMP's thread count
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     torch.set_num_threads(n)
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` (default 1) on a training command line; the command passes
+    ``args.threads`` to :func:`set_threads` (and to :func:`run_matrix` for its processes)."""
+    parser.add_argument(
+        "--threads", type=positive_int, default=1,
+        help="CPU threads per training process for torch, numba and BLAS (default 1: several "
+             "threads per training oversubscribe a small or shared machine, up to 9x slower)")
 
 
 def positive_int(text: str) -> int:
@@ -322,12 +331,13 @@ def _timed_run(fn: Callable[..., dict], job: dict) -> tuple[dict, dict, float]:
     return job, row, time.time() - t0
 
 
-def run_all(jobs: list[dict], n_parallel: int = 1, fn: Callable[..., dict] = run_one
-            ) -> Iterator[tuple[dict, dict, float]]:
+def run_all(jobs: list[dict], n_parallel: int = 1, fn: Callable[..., dict] = run_one,
+            threads: int = 1) -> Iterator[tuple[dict, dict, float]]:
     """Yield ``(job, row, seconds)`` for every ``row = fn(**job)`` (default :func:`run_one`): in
-    this process, in order, when ``n_parallel`` is 1; else in ``n_parallel`` spawned processes
-    (one thread each, :func:`set_threads`), as they finish. ``fn`` must be importable by name (a
-    module-level function) for the spawned processes."""
+    this process, in order, when ``n_parallel`` is 1 (with the threads the caller set); else in
+    ``n_parallel`` spawned processes of ``threads`` threads each (:func:`set_threads`), as they
+    finish. ``fn`` must be importable by name (a module-level function) for the spawned
+    processes."""
     if isinstance(n_parallel, bool) or not isinstance(n_parallel, int) or n_parallel < 1:
         raise ValueError(f"n_parallel must be an int >= 1, got {n_parallel!r}")
     if n_parallel == 1:
@@ -340,7 +350,7 @@ def run_all(jobs: list[dict], n_parallel: int = 1, fn: Callable[..., dict] = run
     # numba's parallel kernels spin their worker threads; several processes that each keep
     # numba's default thread count on a shared CPU ran 12x slower in this project's runs
     with ProcessPoolExecutor(n_parallel, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=functools.partial(set_threads, 1)) as pool:
+                             initializer=functools.partial(set_threads, threads)) as pool:
         futures = [pool.submit(_timed_run, fn, job) for job in jobs]
         for fut in as_completed(futures):
             yield fut.result()
@@ -365,7 +375,7 @@ def append_row(path: str, row: dict, fields: list[str]) -> None:
 
 
 def run_matrix(path: str, jobs: list[dict], fields: list[str], key: Sequence[str],
-               fn: Callable[..., dict] = run_one, n_parallel: int = 1
+               fn: Callable[..., dict] = run_one, n_parallel: int = 1, threads: int = 1
                ) -> Iterator[tuple[dict, dict, float]]:
     """Run the ``jobs`` (keyword dicts of ``fn``) that the CSV at ``path`` does not hold yet and
     append each finished ``row = fn(**job)`` to it (columns ``fields``), yielding
@@ -379,7 +389,7 @@ def run_matrix(path: str, jobs: list[dict], fields: list[str], key: Sequence[str
                          f"fields {fields}")
     done = {tuple(str(r[k]) for k in key) for r in load_rows(path)}
     pending = [job for job in jobs if tuple(str(job[k]) for k in key) not in done]
-    for job, row, secs in run_all(pending, n_parallel, fn):
+    for job, row, secs in run_all(pending, n_parallel, fn, threads):
         append_row(path, row, fields)
         yield job, row, secs
 
@@ -428,7 +438,9 @@ def run_diagnostic(diag: Diagnostic, argv, description: str) -> int:
                    help=f"output folder (default runs/{diag.name}[_quick])")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="runs in parallel (see reproduce.py)")
+    add_threads_option(p)
     args = p.parse_args(argv)
+    set_threads(args.threads)
     out = args.out or f"runs/{diag.name}" + ("_quick" if args.quick else "")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.csv")
@@ -440,7 +452,7 @@ def run_diagnostic(diag: Diagnostic, argv, description: str) -> int:
             for pol in args.policies for seed in seeds]
     t_start = time.time()
     for _, row, secs in run_matrix(path, jobs, diag.fields, ("task", "policy", "seed"),
-                                   fn=diag.fn, n_parallel=args.jobs):
+                                   fn=diag.fn, n_parallel=args.jobs, threads=args.threads):
         print(f"{diag.describe(row)} ({secs:.0f} s)", flush=True)
     print(f"wall time {time.time() - t_start:.0f} s")
     table = diag.summary(load_rows(path))

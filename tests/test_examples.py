@@ -87,6 +87,23 @@ def test_train_pomdp_reports_bad_policy_kwargs_without_a_traceback(capsys):
     assert "error: --policy-kwargs:" in err and "'bogus'" in err and "Traceback" not in err
 
 
+def test_training_clis_default_to_one_thread_unless_told(capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    common = ["--env", "CartPole-P-v0", "--policy", "mlp", "--timesteps", "64", "--n-envs", "1",
+              "--eval-episodes", "1", "--no-progress-bar", "--save", ""]
+    try:
+        assert train_pomdp.main(common + ["--threads", "2"]) == 0
+        assert "torch threads 2" in capsys.readouterr().out
+        assert train_pomdp.main(common) == 0
+        assert "torch threads 1" in capsys.readouterr().out and torch.get_num_threads() == 1
+        with pytest.raises(SystemExit):
+            train_pomdp.main(common + ["--threads", "0"])
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_every_task_has_a_complete_config():
     for env_id in policies.POMDP_ENV_IDS:
         cfg = zoo.config_for(env_id)
@@ -187,7 +204,7 @@ def test_reproduce_runs_jobs_in_parallel_processes(tmp_path):
 
     out = str(tmp_path / "par")
     args = ["--quick", "--tasks", "CueRecall-v0", "--policies", "grsn", "lstm", "--out", out,
-            "--jobs", "2"]
+            "--jobs", "2", "--threads", "1"]
     assert reproduce.main(args) == 0
     rows = list(csv.DictReader(open(tmp_path / "par" / "results.csv")))
     assert sorted((r["task"], r["policy"]) for r in rows) == [("CueRecall-v0", "grsn"),
