@@ -15,6 +15,7 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -23,9 +24,7 @@ import torch.nn as nn
 from spikingjelly.activation_based import neuron as sj_neuron
 from spikingjelly.activation_based import surrogate
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from grsn_sj import RecurrentGRSN, grsn_multi_step  # noqa: E402
+from grsn_sj import RecurrentGRSN, grsn_multi_step
 
 
 def timeit(fn, reps: int, warmup: int = 2) -> float:
@@ -115,10 +114,9 @@ def main() -> None:
         print(f"{name:<10} {t['grsn']:>9.2f} {t['lstm']:>9.2f} {t['gru']:>9.2f} {t['lif']:>9.2f} "
               f"{t['grsn'] / t['lstm']:>10.2f} {t['grsn'] / t['gru']:>9.2f}")
 
-    if torch.cuda.is_available():
-        from bench_cuda import cuda_section
-
-        cuda_section()
+    if torch.cuda.is_available():  # the CUDA section is its own command line: run it, not import it
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                     "bench_cuda.py")], check=True)
 
 
 if __name__ == "__main__":

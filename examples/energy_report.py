@@ -27,14 +27,17 @@ import sys
 import time
 from typing import Any, Optional, Sequence
 
-import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
 import policies
 from grsn_sj.energy import EnergyConstants, EnergyReport, collect_observations, estimate_energy
+from policies.training import POLICIES, add_threads_option, build_model, set_threads
 
-from train_pomdp import POLICIES  # noqa: E402  (the one policy table of the examples)
+#: the short training every policy gets (RL Zoo's names, see policies/zoo.py); the memory cores
+#: get ``--hidden`` units (``policy_kwargs["lstm_hidden_size"]``)
+SETTINGS = dict(n_steps=128, batch_size=128, n_epochs=4, learning_rate=1e-3, gamma=0.99,
+                ent_coef=0.01)
 
 
 def parse_models(items: Sequence[str]) -> dict[str, str]:
@@ -58,19 +61,10 @@ def load_model(label: str, path: str, env: Any) -> Any:
 
 
 def train_model(name: str, env: Any, timesteps: int, hidden: int, seed: int) -> Any:
-    """A short RecurrentPPO (PPO for ``mlp``) run with the same small settings for every
-    policy; the memory cores all get ``hidden`` units."""
-    common = dict(n_steps=128, batch_size=128, n_epochs=4, learning_rate=1e-3, gamma=0.99,
-                  ent_coef=0.01, seed=seed, verbose=0, device="cpu")
-    if name == "mlp":
-        model = PPO("MlpPolicy", env, **common)
-    elif name == "lstm":
-        model = RecurrentPPO("MlpLstmPolicy", env, policy_kwargs=dict(lstm_hidden_size=hidden),
-                             **common)
-    else:
-        model = RecurrentPPO(POLICIES[name], env, policy_kwargs=dict(grsn_hidden_size=hidden),
-                             **common)
-    return model.learn(timesteps)
+    """A short RecurrentPPO (PPO for ``mlp``) run with the same small :data:`SETTINGS` for
+    every policy; the memory cores all get ``hidden`` units (the MLP two layers of that size)."""
+    cfg = dict(SETTINGS, policy_kwargs=dict(lstm_hidden_size=hidden))
+    return build_model(name, env, cfg, seed, device="cpu").learn(timesteps)
 
 
 def _fmt(value: Optional[float], spec: str) -> str:
@@ -122,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ac-pj", type=float, default=0.9, help="energy per AC, pJ")
     p.add_argument("--activation-pj", type=float, default=0.0,
                    help="energy per activation-function evaluation, pJ")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_threads_option(p)
     p.add_argument("--details", action="store_true",
                    help="also print every model's full report (per scope breakdown)")
     return p
@@ -131,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for flag in ("timesteps", "hidden", "n_envs", "steps", "threads"):
+    for flag in ("timesteps", "hidden", "n_envs", "steps"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1")
     if args.env not in policies.POMDP_ENV_IDS:
@@ -143,7 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         models = parse_models(args.models) if args.models else None
     except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
         parser.error(str(err))
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
     reports: dict[str, EnergyReport] = {}
     labels = list(models) if models else list(args.policies)
