@@ -9,7 +9,6 @@ subclass did not override the single step (as SpikingJelly's ``LIFNode`` guards 
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -21,10 +20,13 @@ from .functional import (
     GRSNSequence,
     apply_episode_start,
     beta_from_tau,
+    check_episode_starts,
+    check_gate_dim,
     check_positive_int,
     check_tau,
     check_threshold,
     check_v_reset,
+    decay_logits,
     grsn_step,
     initial_membrane,
 )
@@ -111,8 +113,7 @@ class GRSNNode(BaseNode):
         if learnable_tau and size is None:
             raise ValueError("learnable_tau=True needs size=H (the number of neurons) to create "
                              "one decay parameter per neuron")
-        if learnable_tau and tau == 1.0:
-            raise ValueError("learnable_tau needs tau > 1 (beta = sigmoid(w) cannot start at 0)")
+        w0 = decay_logits(tau, size, "learnable_tau") if learnable_tau else None
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
                          store_v_seq)
         self.register_memory("c", 0.0)
@@ -121,8 +122,7 @@ class GRSNNode(BaseNode):
         self.learnable_tau = bool(learnable_tau)
         self.backend = check_backend(backend)
         if self.learnable_tau:
-            beta0 = 1.0 - 1.0 / tau
-            self.w = nn.Parameter(torch.full((size,), math.log(beta0 / (1.0 - beta0))))
+            self.w = nn.Parameter(w0)
 
     # ---------------------------------------------------------------- parameters
     @property
@@ -143,12 +143,7 @@ class GRSNNode(BaseNode):
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"GRSNNode expects a torch.Tensor, got {type(x).__name__}")
-        two_h = x.shape[-1] if x.dim() else 0
-        if two_h == 0 or two_h % 2:
-            raise ValueError(
-                f"GRSNNode input's last dimension holds [forget | input] pre-activations and must "
-                f"be 2*H > 0, got shape {tuple(x.shape)}; put a Linear(in, 2*H) in front "
-                f"(grsn_sj.GRSN does)")
+        two_h = 2 * check_gate_dim(x, "GRSNNode input")
         if self.size is not None and two_h != 2 * self.size:
             raise ValueError(f"GRSNNode(size={self.size}) expects a last dimension of "
                              f"{2 * self.size}, got {two_h}")
@@ -172,11 +167,7 @@ class GRSNNode(BaseNode):
         return tuple(out)
 
     def _check_mask(self, mask: torch.Tensor, x: torch.Tensor) -> None:
-        if not isinstance(mask, torch.Tensor):
-            raise TypeError(f"episode_starts must be a torch.Tensor, got {type(mask).__name__}")
-        if tuple(mask.shape) != tuple(x.shape[:-1]):
-            raise ValueError(f"episode_starts must have shape {tuple(x.shape[:-1])} (the input "
-                             f"without its last dimension), got {tuple(mask.shape)}")
+        check_episode_starts(mask, x.shape[:-1], "(the input's shape without its last dimension)")
 
     # ---------------------------------------------------------------- functional forward
     def single_step_functional_forward(self, inputs, states, **kwargs):

@@ -34,6 +34,8 @@ from torch import Tensor
 
 from .functional import (
     GRSNSequence,
+    check_episode_starts,
+    check_gate_dim,
     check_threshold,
     check_v_reset,
     grsn_multi_step_reference,
@@ -292,14 +294,9 @@ def _check_sequence_args(x_seq, v, c, reset_mask):
             f"x_seq must be [T, *batch, 2H] (time first), got shape {tuple(x_seq.shape)}")
     if not x_seq.is_floating_point():
         raise TypeError(f"x_seq must be a floating point tensor, got {x_seq.dtype}")
-    T, two_h = x_seq.shape[0], x_seq.shape[-1]
-    if T == 0:
+    if x_seq.shape[0] == 0:
         raise ValueError("x_seq has T = 0 time steps; pass at least one step")
-    if two_h == 0 or two_h % 2:
-        raise ValueError(
-            f"the last dimension of x_seq holds [forget | input] pre-activations and must be "
-            f"2*H > 0, got {two_h}; project the input to 2*hidden features (grsn_sj.GRSN does)")
-    state_shape = (*x_seq.shape[1:-1], two_h // 2)
+    state_shape = (*x_seq.shape[1:-1], check_gate_dim(x_seq, "x_seq"))
     for name, s in (("v", v), ("c", c)):
         if not isinstance(s, Tensor):
             raise TypeError(f"state {name} must be a torch.Tensor, got {type(s).__name__}")
@@ -308,13 +305,7 @@ def _check_sequence_args(x_seq, v, c, reset_mask):
                 f"state {name} has shape {tuple(s.shape)} but x_seq {tuple(x_seq.shape)} needs "
                 f"{state_shape}; reset the state (functional.reset_net) or pass matching states")
     if reset_mask is not None:
-        if not isinstance(reset_mask, Tensor):
-            raise TypeError(
-                f"episode_starts must be a torch.Tensor, got {type(reset_mask).__name__}")
-        if tuple(reset_mask.shape) != tuple(x_seq.shape[:-1]):
-            raise ValueError(
-                f"episode_starts must have shape [T, *batch] = {tuple(x_seq.shape[:-1])}, got "
-                f"{tuple(reset_mask.shape)}")
+        check_episode_starts(reset_mask, x_seq.shape[:-1], "[T, *batch]")
 
 
 def _beta_vector(beta, hidden: int, like: Tensor) -> Tensor:

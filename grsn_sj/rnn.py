@@ -9,6 +9,7 @@ from spikingjelly.activation_based import surrogate
 
 from .functional import (
     apply_episode_start,
+    check_episode_starts,
     check_positive_int,
     grsn_charge,
     grsn_fire_reset,
@@ -158,11 +159,7 @@ class RecurrentGRSN(nn.Module):
                     raise ValueError(f"state {name} must be [num_layers, N, hidden_size] = "
                                      f"{want}, got {got}")
         if episode_starts is not None:
-            if not isinstance(episode_starts, torch.Tensor):
-                raise TypeError("episode_starts must be a torch.Tensor [T, N]")
-            if tuple(episode_starts.shape) != tuple(x.shape[:2]):
-                raise ValueError(f"episode_starts must be [T, N] = {tuple(x.shape[:2])}, got "
-                                 f"{tuple(episode_starts.shape)}")
+            check_episode_starts(episode_starts, x.shape[:2], "[T, N]")
 
     def forward(self, input: torch.Tensor, state: Optional[State] = None,
                 episode_starts: Optional[torch.Tensor] = None):

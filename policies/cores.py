@@ -29,7 +29,7 @@ from grsn_sj.energy import (
 )
 from grsn_sj.functional import (
     check_positive_int,
-    check_tau,
+    check_tau_above_one,
     check_threshold,
     check_v_reset,
     initial_membrane,
@@ -157,9 +157,7 @@ class LIFCore(SpikingCore):
                  tau: float = 2.0, v_threshold: float = 1.0, v_reset: Optional[float] = None,
                  surrogate_function=surrogate.ATan(), detach_reset: bool = False):
         super().__init__(input_size, hidden_size, num_layers, readout, shortcut_dim)
-        self.tau = check_tau(tau)
-        if self.tau == 1.0:
-            raise ValueError("LIF needs tau > 1")
+        self.tau = check_tau_above_one(tau, "LIFCore")
         self.v_threshold = check_threshold(v_threshold)
         self.v_reset = check_v_reset(v_reset)
         self.surrogate_function = surrogate_function

@@ -252,3 +252,25 @@ def test_torch_compile_of_a_model_with_the_node_has_no_graph_break():
     eager = run(x)
     compiled = torch.compile(run, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(x), eager)
+
+
+def test_one_rule_for_tau_above_one_and_one_initial_learnable_decay():
+    """learnable_tau (node), learn_beta (snnTorch) and the LIF core share one tau > 1 rule and
+    one initial value of the learnable decay."""
+    from grsn_sj.functional import decay_logits
+    from policies import LIFCore
+
+    for make in (lambda: GRSNNode(learnable_tau=True, size=3, tau=1.0),
+                 lambda: LIFCore(2, 4, tau=1.0)):
+        with pytest.raises(ValueError, match="needs tau > 1"):
+            make()
+    node = GRSNNode(learnable_tau=True, size=3, tau=3.0)
+    assert torch.equal(node.w.detach(), decay_logits(3.0, 3, "learnable_tau"))
+    torch.testing.assert_close(node.beta, torch.full((3,), 1 - 1 / 3.0), rtol=0, atol=1e-7)
+    try:
+        from grsn_sj.snntorch import GRSN as SnnGRSN
+    except ImportError:
+        return
+    with pytest.raises(ValueError, match="needs tau > 1"):
+        SnnGRSN(4, 3, learn_beta=True, tau=1.0)
+    assert torch.equal(SnnGRSN(4, 3, learn_beta=True, tau=3.0).w.detach(), node.w.detach())

@@ -123,7 +123,7 @@ def test_keeps_no_state_between_calls():
      ValueError, "num_layers, N, hidden_size"),
     (lambda m: m(torch.zeros(4, 2, 5), torch.zeros(1, 2, 16)), TypeError, "tuple \\(v, c\\)"),
     (lambda m: m(torch.zeros(4, 2, 5), episode_starts=torch.zeros(4, 3)), ValueError,
-     "episode_starts must be \\[T, N\\]"),
+     "episode_starts must have shape \\[T, N\\]"),
     (lambda m: m([[0.0]]), TypeError, "torch.Tensor"),
 ])
 def test_bad_input(call, err, match):
