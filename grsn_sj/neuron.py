@@ -27,6 +27,8 @@ from .functional import (
     check_threshold,
     check_v_reset,
     decay_logits,
+    grsn_charge,
+    grsn_fire_reset,
     grsn_step,
     initial_membrane,
 )
@@ -233,6 +235,22 @@ class GRSN(nn.Module):
     ``'s'``) or ``[T, N, in]`` (``'m'``), output spikes with ``hidden_features`` on the last
     dimension. ``functional.reset_net`` / ``set_step_mode`` reach its node.
 
+    ``spike_recurrence=True`` (spec §3 variant, off by default; the authors' code has it
+    commented out): the gates also see the layer's own previous spikes, ``[a_f | a_i] =
+    W x_t + U o_{t-1}``, with ``U`` the bias-free ``Linear(H, 2H)`` :attr:`recurrent`
+    (initialised to zero, so the variant starts as the plain GRSN). That needs a matmul per step,
+    so the layer runs a Python loop over ``T`` (the same :func:`~grsn_sj.functional.grsn_charge`
+    / :func:`~grsn_sj.functional.grsn_fire_reset` math, no fused op).
+
+    **The first state slot** (``node.v`` in stateful use, the ``v`` argument of
+    :meth:`multi_step_sequence`): the membrane *after* reset ``v`` in the plain GRSN; with
+    ``spike_recurrence`` the membrane *before* reset ``h_{t-1}``, from which both the previous
+    spike ``o_{t-1} = Θ(h_{t-1} - θ)`` and the post-reset membrane follow -- two tensors then
+    still hold the whole state (``v`` alone does not determine the previous spike). In both
+    cases the initial value is ``initial_membrane(v_reset)`` (0 for soft reset), so a reset
+    state means the same thing. :attr:`state_names` says which: ``("v", "c")`` or
+    ``("h", "c")``.
+
     :param in_features: input features.
     :param hidden_features: number of GRSN neurons ``H``.
     :param bias: whether the gate projection has a bias.
@@ -241,6 +259,7 @@ class GRSN(nn.Module):
     :param input_bias: added to the input pre-activation's initial bias (0 = PyTorch's default
         init; about 1 makes the neurons fire at initialisation for inputs of order 1, since the
         steady-state membrane is ``relu(a_i)`` and the threshold is 1).
+    :param spike_recurrence: feed the layer's previous spikes into its gates (see above).
     :param node_kwargs: everything :class:`GRSNNode` accepts (tau, v_threshold, v_reset,
         surrogate_function, detach_reset, learnable_tau, step_mode, backend).
 
@@ -256,10 +275,14 @@ class GRSN(nn.Module):
     """
 
     def __init__(self, in_features: int, hidden_features: int, bias: bool = True,
-                 forget_bias: float = 0.0, input_bias: float = 0.0, **node_kwargs):
+                 forget_bias: float = 0.0, input_bias: float = 0.0,
+                 spike_recurrence: bool = False, **node_kwargs):
         super().__init__()
         self.in_features = check_positive_int(in_features, "in_features")
         self.hidden_features = check_positive_int(hidden_features, "hidden_features")
+        if not isinstance(spike_recurrence, bool):
+            raise TypeError(f"spike_recurrence must be a bool, got "
+                            f"{type(spike_recurrence).__name__}")
         self.fc = nn.Linear(in_features, 2 * hidden_features, bias=bias)
         if bias:
             with torch.no_grad():
@@ -268,6 +291,22 @@ class GRSN(nn.Module):
         elif forget_bias or input_bias:
             raise ValueError("forget_bias / input_bias need bias=True")
         self.node = GRSNNode(size=hidden_features, **node_kwargs)
+        self.spike_recurrence = spike_recurrence
+        #: ``U``, the bias-free ``Linear(H, 2H)`` of the previous spikes (``None`` without
+        #: spike recurrence).
+        self.recurrent: Optional[nn.Linear] = None
+        if spike_recurrence:
+            # zero-initialised, so it draws nothing from the random generator (the other
+            # weights of a seeded model are those of the plain GRSN)
+            self.recurrent = nn.utils.skip_init(nn.Linear, hidden_features,
+                                                2 * hidden_features, bias=False)
+            nn.init.zeros_(self.recurrent.weight)
+
+    @property
+    def state_names(self) -> tuple[str, str]:
+        """What the two state slots hold: ``("v", "c")``, or ``("h", "c")`` with spike
+        recurrence (the first slot then holds the membrane before reset)."""
+        return ("h", "c") if self.spike_recurrence else ("v", "c")
 
     @property
     def step_mode(self) -> str:
@@ -284,4 +323,56 @@ class GRSN(nn.Module):
             raise ValueError(f"GRSN({self.in_features}, {self.hidden_features}) expects "
                              f"{self.in_features} features on the last dimension, got shape "
                              f"{tuple(x.shape)}")
-        return self.node(self.fc(x), episode_starts)
+        if not self.spike_recurrence:
+            return self.node(self.fc(x), episode_starts)
+        return self._stateful_recurrent_forward(x, episode_starts)
+
+    def multi_step_sequence(self, x_seq: torch.Tensor, v: torch.Tensor, c: torch.Tensor,
+                            episode_starts: Optional[torch.Tensor] = None) -> GRSNSequence:
+        """``T`` steps with explicit state: ``x_seq [T, *batch, in_features]``, the state slots
+        ``v`` (see :attr:`state_names`: ``h`` with spike recurrence) and ``c``, each
+        ``[*batch, H]``, ``episode_starts [T, *batch]`` or ``None``. Returns a
+        :class:`~grsn_sj.functional.GRSNSequence` whose ``v`` is the first slot to carry on."""
+        if not self.spike_recurrence:
+            return self.node.multi_step_sequence(self.fc(x_seq), v, c, episode_starts)
+        node = self.node
+        hidden = self.hidden_features
+        gates_x = self.fc(x_seq)
+        fire = (node.v_threshold, node.v_reset, node.surrogate_function, node.detach_reset)
+        h = v
+        spikes, hs, cs = [], [], []
+        for t in range(x_seq.shape[0]):
+            if episode_starts is not None:
+                h, c = apply_episode_start(h, c, episode_starts[t], node.v_reset)
+            o_prev, v_prev = grsn_fire_reset(h, *fire)
+            pre = gates_x[t] + self.recurrent(o_prev)
+            h, c = grsn_charge(pre[..., :hidden], pre[..., hidden:], v_prev, c, node.beta)
+            spikes.append(grsn_fire_reset(h, *fire)[0])
+            hs.append(h)
+            cs.append(c)
+        return GRSNSequence(torch.stack(spikes), torch.stack(hs), torch.stack(cs), h, c)
+
+    def _stateful_recurrent_forward(self, x: torch.Tensor,
+                                    episode_starts: Optional[torch.Tensor]) -> torch.Tensor:
+        """SpikingJelly-style stateful call with spike recurrence: the state lives in the node's
+        memories (``node.v`` holding ``h``, see the class docstring), so ``reset_net`` resets
+        it."""
+        node = self.node
+        multi = node.step_mode == "m"
+        if multi and (x.dim() < 2 or x.shape[0] == 0):
+            raise ValueError(f"multi-step input must be [T, N, ..., in_features] with T >= 1, "
+                             f"got shape {tuple(x.shape)}")
+        x_seq = x if multi else x.unsqueeze(0)
+        if episode_starts is not None:
+            check_episode_starts(episode_starts, x.shape[:-1],
+                                 "(the input's shape without its last dimension)")
+            episode_starts = episode_starts if multi else episode_starts.unsqueeze(0)
+        shape = (*x_seq.shape[1:-1], self.hidden_features)
+        states = []
+        for value, init in zip((node.v, node.c), (initial_membrane(node.v_reset), 0.0)):
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+                value = torch.full(shape, init, dtype=x.dtype, device=x.device)
+            states.append(value.to(dtype=x.dtype, device=x.device))
+        seq = self.multi_step_sequence(x_seq, states[0], states[1], episode_starts)
+        node.v, node.c = seq.v, seq.c
+        return seq.spike_seq if multi else seq.spike_seq[0]

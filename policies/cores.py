@@ -114,7 +114,8 @@ class GRSNCore(SpikingCore):
     carried across steps and reset at episode starts inside the fused op.
 
     State slots: ``(v - v_init, c)`` per layer (``v_init`` = 0 for soft reset, ``v_reset`` for
-    hard reset), so that all-zero slots are exactly the initial state. Also accepts
+    hard reset; ``h - v_init`` with ``spike_recurrence``, see :class:`grsn_sj.GRSN`), so that
+    all-zero slots are exactly the initial state. Also accepts
     ``readout="spikes+membrane"`` (see :class:`SpikingCore`).
     """
 

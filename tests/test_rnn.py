@@ -176,8 +176,8 @@ def test_spike_recurrence_feeds_previous_spikes_into_the_gates():
         o, v, c = grsn_step(pre[:, :16], pre[:, 16:], v, c)
         spikes.append(o)
     first = torch.stack(spikes)
-    out1, h1, _ = RecurrentGRSN._recurrent_layer(layer, x, torch.zeros(6, 16),
-                                                 torch.zeros(6, 16), None)
+    seq = layer.multi_step_sequence(x, torch.zeros(6, 16), torch.zeros(6, 16))
+    out1, h1 = seq.spike_seq, seq.h_seq
     assert torch.equal(out1, first)
     assert torch.equal(out1, (h1 >= 1.0).to(out1.dtype))
     assert not torch.equal(out, _core(num_layers=2)(x)[0])
