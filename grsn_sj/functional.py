@@ -54,6 +54,7 @@ __all__ = [
     "check_positive_int",
     "check_gate_dim",
     "check_episode_starts",
+    "check_finite",
     "surrogate_spec",
     "SURROGATE_IDS",
 ]
@@ -157,6 +158,29 @@ def check_gate_dim(x: torch.Tensor, who: str, shape: Optional[tuple] = None) -> 
             f"an even 2*H > 0, got shape {tuple(x.shape) if shape is None else tuple(shape)}; "
             "put a Linear(in, 2*H) in front (grsn_sj.GRSN does)")
     return two_h // 2
+
+
+def check_finite(x: torch.Tensor, who: str, name: str) -> None:
+    """A ValueError naming ``who``, the tensor ``name`` and the first NaN / inf element if a
+    floating-point ``x`` holds one (a NaN would make a neuron's state NaN for ever: it never
+    fires again, silently). One reduction (a sum, which is NaN or inf if an element is) when
+    ``x`` is finite; the index is looked up only on failure. Skipped while ``torch.compile`` traces (a data-dependent branch is a graph break).
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        return  # not a float tensor: the type checks of the caller say what is wrong
+    if torch.compiler.is_compiling():
+        return  # a data-dependent branch would break the graph; eager calls check
+    if math.isfinite(x.sum().item()):
+        return  # a NaN or inf element makes the sum NaN or inf: one fast reduction
+    bad = (~torch.isfinite(x)).nonzero()
+    if bad.shape[0] == 0:
+        return  # finite elements whose sum overflowed
+    bad = tuple(bad[0].tolist())
+    raise ValueError(
+        f"{who} got a non-finite input: {name}[{', '.join(map(str, bad))}] = {x[bad].item()}; "
+        "a NaN or inf makes a neuron's state NaN for ever (it silently stops firing). Find where "
+        "it comes from (e.g. an environment observation, a diverged weight) or clean the input "
+        "with torch.nan_to_num")
 
 
 def check_episode_starts(starts, want: tuple, layout: str) -> None:

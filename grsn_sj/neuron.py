@@ -21,6 +21,7 @@ from .functional import (
     apply_episode_start,
     beta_from_tau,
     check_episode_starts,
+    check_finite,
     check_gate_dim,
     check_positive_int,
     check_tau,
@@ -142,22 +143,26 @@ class GRSNNode(BaseNode):
                 f"step_mode={self.step_mode}, backend={self.backend}")
 
     # ---------------------------------------------------------------- states
-    def _check_input(self, x: torch.Tensor) -> None:
+    def _check_input(self, x: torch.Tensor, shape: tuple) -> None:
+        """``x``: one step of the input; ``shape``: the shape the user passed (quoted)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"GRSNNode expects a torch.Tensor, got {type(x).__name__}")
-        two_h = 2 * check_gate_dim(x, "GRSNNode input")
+        two_h = 2 * check_gate_dim(x, "GRSNNode input", shape)
         if self.size is not None and two_h != 2 * self.size:
             raise ValueError(f"GRSNNode(size={self.size}) expects a last dimension of "
-                             f"{2 * self.size}, got {two_h}")
+                             f"{2 * self.size}, got {two_h} (input shape {tuple(shape)})")
 
     def materialize_states(self, inputs, states, step_mode):
         x = inputs[0]
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"GRSNNode expects a torch.Tensor, got {type(x).__name__}")
+        shape = tuple(x.shape)
         if step_mode == "m":
             if x.dim() < 2 or x.shape[0] == 0:
                 raise ValueError(f"multi-step input must be [T, N, ..., 2H] with T >= 1, got "
-                                 f"shape {tuple(x.shape)}")
+                                 f"shape {shape}")
             x = x[0]
-        self._check_input(x)
+        self._check_input(x, shape)
         shape = (*x.shape[:-1], x.shape[-1] // 2)
         out = []
         for value, init in zip(states, (initial_membrane(self.v_reset), 0.0)):
@@ -197,33 +202,41 @@ class GRSNNode(BaseNode):
         if self._step_overridden():
             return super().multi_step_functional_forward(inputs, states, **kwargs)
         mask = inputs[1] if len(inputs) > 1 else None
-        seq = self.multi_step_sequence(inputs[0], states[0], states[1], mask)
+        seq = self.multi_step_sequence(inputs[0], states[0], states[1], mask,
+                                       check_input=False)  # multi_step_forward checked it
         return (seq.spike_seq,), (seq.v, seq.c)
 
     def multi_step_sequence(self, x_seq: torch.Tensor, v: torch.Tensor, c: torch.Tensor,
-                            episode_starts: Optional[torch.Tensor] = None) -> GRSNSequence:
+                            episode_starts: Optional[torch.Tensor] = None,
+                            check_input: bool = True) -> GRSNSequence:
         """The fused op's whole result over ``T`` steps with explicit state: spikes, membrane
         before reset ``h_seq``, gated current ``c_seq`` and the final ``(v, c)`` (a
         :class:`~grsn_sj.functional.GRSNSequence`), for callers that read more than the spikes
         (e.g. a membrane readout). ``x_seq`` is ``[T, *batch, 2H]``; ``episode_starts``
-        ``[T, *batch]`` or ``None``.
+        ``[T, *batch]`` or ``None``; ``check_input``: raise a ValueError on a NaN / inf in
+        ``x_seq`` (``False`` for a caller that checked its own input).
 
         :raises TypeError: the subclass overrides the single step (there is no fused op for it).
         """
         if self._step_overridden():
             raise TypeError(f"{type(self).__name__} overrides single_step_functional_forward, so "
                             "the fused op does not apply; use multi_step_functional_forward")
+        if check_input:
+            check_finite(x_seq, "GRSNNode", "x_seq")
         return grsn_multi_step(x_seq, v, c, self.beta, self.v_threshold, self.v_reset,
                                self.surrogate_function, self.detach_reset,
-                               reset_mask=episode_starts, backend=self.backend)
+                               reset_mask=episode_starts, backend=self.backend,
+                               check_input=False)
 
     # ---------------------------------------------------------------- module forward
     def single_step_forward(self, x: torch.Tensor, episode_starts: Optional[torch.Tensor] = None):
+        check_finite(x, "GRSNNode", "x")
         args = () if episode_starts is None else (episode_starts,)
         return super().single_step_forward(x, *args)
 
     def multi_step_forward(self, x_seq: torch.Tensor,
                            episode_starts: Optional[torch.Tensor] = None):
+        check_finite(x_seq, "GRSNNode", "x")
         args = () if episode_starts is None else (episode_starts,)
         return super().multi_step_forward(x_seq, *args)
 
@@ -323,18 +336,30 @@ class GRSN(nn.Module):
             raise ValueError(f"GRSN({self.in_features}, {self.hidden_features}) expects "
                              f"{self.in_features} features on the last dimension, got shape "
                              f"{tuple(x.shape)}")
+        if self.step_mode == "m" and (x.dim() < 2 or x.shape[0] == 0):
+            raise ValueError(f"GRSN({self.in_features}, {self.hidden_features}) in multi-step "
+                             f"mode expects [T, N, ..., {self.in_features}] (time first) with "
+                             f"T >= 1, got shape {tuple(x.shape)}; for one step use "
+                             "step_mode='s' or add the time axis with x[None]")
+        check_finite(x, "GRSN", "x")
         if not self.spike_recurrence:
             return self.node(self.fc(x), episode_starts)
         return self._stateful_recurrent_forward(x, episode_starts)
 
     def multi_step_sequence(self, x_seq: torch.Tensor, v: torch.Tensor, c: torch.Tensor,
-                            episode_starts: Optional[torch.Tensor] = None) -> GRSNSequence:
+                            episode_starts: Optional[torch.Tensor] = None,
+                            check_input: bool = True) -> GRSNSequence:
         """``T`` steps with explicit state: ``x_seq [T, *batch, in_features]``, the state slots
         ``v`` (see :attr:`state_names`: ``h`` with spike recurrence) and ``c``, each
         ``[*batch, H]``, ``episode_starts [T, *batch]`` or ``None``. Returns a
-        :class:`~grsn_sj.functional.GRSNSequence` whose ``v`` is the first slot to carry on."""
+        :class:`~grsn_sj.functional.GRSNSequence` whose ``v`` is the first slot to carry on.
+        ``check_input``: raise a ValueError on a NaN / inf in ``x_seq`` (``False`` for a caller
+        that checked its own input; the gate pre-activations are then not checked again)."""
+        if check_input:
+            check_finite(x_seq, "GRSN", "x_seq")
         if not self.spike_recurrence:
-            return self.node.multi_step_sequence(self.fc(x_seq), v, c, episode_starts)
+            return self.node.multi_step_sequence(self.fc(x_seq), v, c, episode_starts,
+                                                 check_input=False)
         node = self.node
         hidden = self.hidden_features
         gates_x = self.fc(x_seq)
@@ -358,10 +383,7 @@ class GRSN(nn.Module):
         memories (``node.v`` holding ``h``, see the class docstring), so ``reset_net`` resets
         it."""
         node = self.node
-        multi = node.step_mode == "m"
-        if multi and (x.dim() < 2 or x.shape[0] == 0):
-            raise ValueError(f"multi-step input must be [T, N, ..., in_features] with T >= 1, "
-                             f"got shape {tuple(x.shape)}")
+        multi = node.step_mode == "m"  # forward checked the input's shape for this mode
         x_seq = x if multi else x.unsqueeze(0)
         if episode_starts is not None:
             check_episode_starts(episode_starts, x.shape[:-1],
@@ -373,6 +395,7 @@ class GRSN(nn.Module):
             if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
                 value = torch.full(shape, init, dtype=x.dtype, device=x.device)
             states.append(value.to(dtype=x.dtype, device=x.device))
-        seq = self.multi_step_sequence(x_seq, states[0], states[1], episode_starts)
+        seq = self.multi_step_sequence(x_seq, states[0], states[1], episode_starts,
+                                       check_input=False)  # forward checked x
         node.v, node.c = seq.v, seq.c
         return seq.spike_seq if multi else seq.spike_seq[0]

@@ -35,6 +35,7 @@ from torch import Tensor
 from .functional import (
     GRSNSequence,
     check_episode_starts,
+    check_finite,
     check_gate_dim,
     check_threshold,
     check_v_reset,
@@ -330,6 +331,7 @@ def grsn_multi_step(
     detach_reset: bool = False,
     reset_mask: Optional[Tensor] = None,
     backend: str = "auto",
+    check_input: bool = True,
 ) -> GRSNSequence:
     """Run the GRSN over ``T`` steps with explicit state.
 
@@ -343,6 +345,8 @@ def grsn_multi_step(
     :param detach_reset: detach the spike used in the reset from the graph.
     :param reset_mask: ``None`` or ``[T, *batch]``; 1 resets the row's state before step t.
     :param backend: ``'auto'``, ``'torch'``, ``'numba'`` or ``'cupy'``.
+    :param check_input: raise a ValueError naming the first NaN / inf of ``x_seq`` (one sum when
+        there is none); ``False`` for a caller that checked the tensor it was given.
     :returns: :class:`~grsn_sj.functional.GRSNSequence` ``(spike_seq, h_seq, c_seq, v, c)``.
     """
     if surrogate_function is None:
@@ -352,6 +356,8 @@ def grsn_multi_step(
     v_threshold = check_threshold(v_threshold)
     v_reset = check_v_reset(v_reset)
     _check_sequence_args(x_seq, v, c, reset_mask)
+    if check_input:
+        check_finite(x_seq, "grsn_multi_step", "x_seq")
     chosen = resolve_backend(backend, x_seq.device, surrogate_function)
     if chosen == "torch":
         return grsn_multi_step_reference(x_seq, v, c, beta, v_threshold, v_reset,

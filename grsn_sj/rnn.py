@@ -9,6 +9,7 @@ from spikingjelly.activation_based import surrogate
 
 from .functional import (
     check_episode_starts,
+    check_finite,
     check_positive_int,
     initial_membrane,
 )
@@ -148,6 +149,7 @@ class RecurrentGRSN(nn.Module):
                              f"{tuple(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError("input has T = 0 time steps; pass at least one step")
+        check_finite(x, "RecurrentGRSN", "input")
         if state is not None:
             if not (isinstance(state, (tuple, list)) and len(state) == 2):
                 raise TypeError("state must be None or a tuple (v, c) of two tensors")
@@ -174,7 +176,9 @@ class RecurrentGRSN(nn.Module):
         x = input
         vs, cs = [], []
         for i, layer in enumerate(self.layers):
-            seq = layer.multi_step_sequence(x, state[0][i], state[1][i], episode_starts)
+            # the input was checked for NaN / inf above; deeper layers see spikes
+            seq = layer.multi_step_sequence(x, state[0][i], state[1][i], episode_starts,
+                                            check_input=False)
             x, h_seq = seq.spike_seq, seq.h_seq
             vs.append(seq.v)
             cs.append(seq.c)
