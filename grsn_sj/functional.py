@@ -55,6 +55,8 @@ __all__ = [
     "check_gate_dim",
     "check_episode_starts",
     "check_finite",
+    "check_float_input",
+    "check_state_dtype",
     "surrogate_spec",
     "SURROGATE_IDS",
 ]
@@ -181,6 +183,25 @@ def check_finite(x: torch.Tensor, who: str, name: str) -> None:
         "a NaN or inf makes a neuron's state NaN for ever (it silently stops firing). Find where "
         "it comes from (e.g. an environment observation, a diverged weight) or clean the input "
         "with torch.nan_to_num")
+
+
+def check_float_input(x: torch.Tensor, who: str, dtype: Optional[torch.dtype] = None) -> None:
+    """A TypeError naming ``who`` unless ``x`` is a floating-point tensor (of ``dtype``, the
+    dtype of the weights it meets, when given)."""
+    if not x.is_floating_point():
+        raise TypeError(f"{who} expects a floating-point input, got {x.dtype}; convert it, e.g. "
+                        "x.float()")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{who} got a {x.dtype} input but its weights are {dtype}; convert the "
+                        f"input (x.to({dtype})) or the module (module.to({x.dtype}))")
+
+
+def check_state_dtype(state: torch.Tensor, name: str, x: torch.Tensor) -> None:
+    """A TypeError unless the state tensor ``name`` has the input's dtype (a mixed pair would
+    give float64 from the torch reference and float32 from a fused kernel)."""
+    if state.dtype != x.dtype:
+        raise TypeError(f"state {name} is {state.dtype} but the input is {x.dtype}; pass a state "
+                        f"of the input's dtype (e.g. {name}.to(x.dtype))")
 
 
 def check_episode_starts(starts, want: tuple, layout: str) -> None:

@@ -22,6 +22,7 @@ from .functional import (
     beta_from_tau,
     check_episode_starts,
     check_finite,
+    check_float_input,
     check_gate_dim,
     check_positive_int,
     check_tau,
@@ -147,6 +148,7 @@ class GRSNNode(BaseNode):
         """``x``: one step of the input; ``shape``: the shape the user passed (quoted)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"GRSNNode expects a torch.Tensor, got {type(x).__name__}")
+        check_float_input(x, "GRSNNode")
         two_h = 2 * check_gate_dim(x, "GRSNNode input", shape)
         if self.size is not None and two_h != 2 * self.size:
             raise ValueError(f"GRSNNode(size={self.size}) expects a last dimension of "
@@ -336,6 +338,7 @@ class GRSN(nn.Module):
             raise ValueError(f"GRSN({self.in_features}, {self.hidden_features}) expects "
                              f"{self.in_features} features on the last dimension, got shape "
                              f"{tuple(x.shape)}")
+        check_float_input(x, "GRSN", self.fc.weight.dtype)
         if self.step_mode == "m" and (x.dim() < 2 or x.shape[0] == 0):
             raise ValueError(f"GRSN({self.in_features}, {self.hidden_features}) in multi-step "
                              f"mode expects [T, N, ..., {self.in_features}] (time first) with "
@@ -356,6 +359,9 @@ class GRSN(nn.Module):
         ``check_input``: raise a ValueError on a NaN / inf in ``x_seq`` (``False`` for a caller
         that checked its own input; the gate pre-activations are then not checked again)."""
         if check_input:
+            if not isinstance(x_seq, torch.Tensor):
+                raise TypeError(f"x_seq must be a torch.Tensor, got {type(x_seq).__name__}")
+            check_float_input(x_seq, "GRSN", self.fc.weight.dtype)
             check_finite(x_seq, "GRSN", "x_seq")
         if not self.spike_recurrence:
             return self.node.multi_step_sequence(self.fc(x_seq), v, c, episode_starts,

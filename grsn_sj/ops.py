@@ -37,6 +37,7 @@ from .functional import (
     check_episode_starts,
     check_finite,
     check_gate_dim,
+    check_state_dtype,
     check_threshold,
     check_v_reset,
     grsn_multi_step_reference,
@@ -305,17 +306,27 @@ def _check_sequence_args(x_seq, v, c, reset_mask):
             raise ValueError(
                 f"state {name} has shape {tuple(s.shape)} but x_seq {tuple(x_seq.shape)} needs "
                 f"{state_shape}; reset the state (functional.reset_net) or pass matching states")
+        check_state_dtype(s, name, x_seq)
     if reset_mask is not None:
         check_episode_starts(reset_mask, x_seq.shape[:-1], "[T, *batch]")
+
+
+def _check_beta(beta, hidden: int) -> None:
+    """beta: a float, a one-element tensor or an ``[H]`` tensor."""
+    if isinstance(beta, Tensor):
+        if beta.numel() != 1 and tuple(beta.shape) != (hidden,):
+            raise ValueError(f"beta must be a float, a scalar or an [H] = [{hidden}] tensor, got "
+                             f"shape {tuple(beta.shape)}")
+        if not beta.is_floating_point():
+            raise TypeError(f"beta must be a floating-point tensor, got {beta.dtype}")
+    elif isinstance(beta, bool) or not isinstance(beta, (int, float)):
+        raise TypeError(f"beta must be a float or a tensor, got {type(beta).__name__}")
 
 
 def _beta_vector(beta, hidden: int, like: Tensor) -> Tensor:
     if isinstance(beta, Tensor):
         if beta.numel() == 1:
             return beta.reshape(1).to(like.dtype).expand(hidden).contiguous()
-        if tuple(beta.shape) != (hidden,):
-            raise ValueError(f"beta must be a float, a scalar or an [H] = [{hidden}] tensor, got "
-                             f"shape {tuple(beta.shape)}")
         return beta.to(like.dtype).contiguous()
     return torch.full((hidden,), float(beta), dtype=like.dtype, device=like.device)
 
@@ -353,9 +364,13 @@ def grsn_multi_step(
         from spikingjelly.activation_based import surrogate
 
         surrogate_function = surrogate.ATan()
+    if not callable(surrogate_function):
+        raise TypeError(f"surrogate_function must be a SpikingJelly surrogate module, e.g. "
+                        f"surrogate.ATan(), got {type(surrogate_function).__name__}")
     v_threshold = check_threshold(v_threshold)
     v_reset = check_v_reset(v_reset)
     _check_sequence_args(x_seq, v, c, reset_mask)
+    _check_beta(beta, x_seq.shape[-1] // 2)
     if check_input:
         check_finite(x_seq, "grsn_multi_step", "x_seq")
     chosen = resolve_backend(backend, x_seq.device, surrogate_function)

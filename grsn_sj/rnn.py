@@ -10,7 +10,9 @@ from spikingjelly.activation_based import surrogate
 from .functional import (
     check_episode_starts,
     check_finite,
+    check_float_input,
     check_positive_int,
+    check_state_dtype,
     initial_membrane,
 )
 from .neuron import GRSN
@@ -149,6 +151,7 @@ class RecurrentGRSN(nn.Module):
                              f"{tuple(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError("input has T = 0 time steps; pass at least one step")
+        check_float_input(x, "RecurrentGRSN", self.layers[0].fc.weight.dtype)
         check_finite(x, "RecurrentGRSN", "input")
         if state is not None:
             if not (isinstance(state, (tuple, list)) and len(state) == 2):
@@ -159,6 +162,7 @@ class RecurrentGRSN(nn.Module):
                     got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
                     raise ValueError(f"state {name} must be [num_layers, N, hidden_size] = "
                                      f"{want}, got {got}")
+                check_state_dtype(s, name, x)
         if episode_starts is not None:
             check_episode_starts(episode_starts, x.shape[:2], "[T, N]")
 

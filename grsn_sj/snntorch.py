@@ -22,6 +22,8 @@ from spikingjelly.activation_based import surrogate
 
 from .functional import (
     beta_from_tau,
+    check_finite,
+    check_float_input,
     check_positive_int,
     check_tau,
     check_threshold,
@@ -172,6 +174,8 @@ class GRSN(snntorch.SpikingNeuron):
         if not isinstance(input_, torch.Tensor) or input_.shape[-1:] != (self.input_size,):
             got = tuple(input_.shape) if isinstance(input_, torch.Tensor) else type(input_)
             raise ValueError(f"input must be [..., input_size={self.input_size}], got {got}")
+        check_float_input(input_, "grsn_sj.snntorch.GRSN", self.fc.weight.dtype)
+        check_finite(input_, "grsn_sj.snntorch.GRSN", "input_")
         v, c = self._state_for(input_, state)
         pre = self.fc(input_)
         H = self.hidden_size

@@ -109,3 +109,25 @@ def test_block_quotes_the_shape_before_its_linear():
         GRSN(4, 8, step_mode="m")(torch.randn(0, 2, 4))
     with pytest.raises(ValueError, match=r"got shape \(3, 5\)"):
         GRSN(4, 8)(torch.randn(3, 5))
+
+
+# ------------------------------------------------------------------ dtypes (found by the fuzz test)
+
+def test_integer_bool_and_mismatched_float_inputs_are_type_errors():
+    with pytest.raises(TypeError, match="floating-point input, got torch.bool"):
+        GRSNNode()(torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="floating-point input, got torch.int64"):
+        GRSN(4, 3)(torch.ones(2, 4, dtype=torch.int64))
+    with pytest.raises(TypeError, match=r"torch.float64 input but its weights are torch.float32"):
+        RecurrentGRSN(4, 3)(torch.zeros(2, 1, 4, dtype=torch.float64))
+    assert RecurrentGRSN(4, 3).double()(torch.zeros(2, 1, 4, dtype=torch.float64))[0].dtype \
+        == torch.float64
+    with pytest.raises(TypeError, match="state v is torch.float64"):
+        RecurrentGRSN(4, 3)(torch.zeros(2, 1, 4), (torch.zeros(1, 1, 3, dtype=torch.float64),
+                                                   torch.zeros(1, 1, 3)))
+    with pytest.raises(TypeError, match="surrogate_function"):
+        grsn_multi_step(torch.zeros(2, 1, 4), torch.zeros(1, 2), torch.zeros(1, 2), 0.5,
+                        surrogate_function="atan", backend="torch")
+    with pytest.raises(ValueError, match=r"beta must be .* \[H\] = \[2\]"):
+        grsn_multi_step(torch.zeros(2, 1, 4), torch.zeros(1, 2), torch.zeros(1, 2),
+                        torch.rand(3), backend="torch")
