@@ -166,8 +166,8 @@ def check_finite(x: torch.Tensor, who: str, name: str) -> None:
     """A ValueError naming ``who``, the tensor ``name`` and the first NaN / inf element if a
     floating-point ``x`` holds one (a NaN would make a neuron's state NaN for ever: it never
     fires again, silently). One reduction (a sum, which is NaN or inf if an element is) when
-    ``x`` is finite; the index is looked up only on failure. Skipped while ``torch.compile`` traces (a data-dependent branch is a graph break).
-    """
+    ``x`` is finite; the index is looked up only on failure. Skipped while ``torch.compile``
+    traces (a data-dependent branch is a graph break)."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         return  # not a float tensor: the type checks of the caller say what is wrong
     if torch.compiler.is_compiling():
