@@ -6,13 +6,14 @@
         lstm=runs/cartpole_v_lstm.zip                             # saved models, no training
 
 For every model the script rolls the (trained or loaded) policy out in ``--env`` with
-``predict`` and its recurrent state (``grsn_sj.energy.collect_observations``), feeds those
+``predict`` and its recurrent state (``policies.energy.collect_observations``), feeds those
 observations through the policy again with the counting hooks on
-(``grsn_sj.energy.estimate_energy``), and prints, per decision (one env step of one agent):
+(``policies.energy.estimate_energy``), and prints, per decision (one env step of one agent):
 dense MACs, spike-driven ACs, element-wise neuron operations, activations, the energy of the
 deployed agent (actor path only), of the recurrent core alone and of actor + critic, the readout
 firing rate, and the ratios to the LSTM agent. Conventions (what counts as a MAC / AC, the
-per-neuron operation counts, what the scopes include) are in ``grsn_sj/energy.py``'s docstring.
+per-neuron operation counts) are in ``grsn_sj/energy.py``'s docstring, what the scopes include in
+``policies/energy.py``'s.
 
 ``--models label=path``: a label starting with ``mlp`` is loaded with SB3's ``PPO``, every other
 one with sb3-contrib's ``RecurrentPPO``; the label ``lstm`` is the reference of the ratios.
@@ -31,7 +32,7 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
 import policies
-from grsn_sj.energy import EnergyConstants, EnergyReport, collect_observations, estimate_energy
+from policies.energy import EnergyConstants, EnergyReport, collect_observations, estimate_energy
 from policies.training import POLICIES, add_threads_option, build_model, set_threads
 
 #: the short training every policy gets (RL Zoo's names, see policies/zoo.py); the memory cores

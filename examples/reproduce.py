@@ -13,7 +13,7 @@ grsn, lif (LIF under TAP), notap (spiking without TAP), lstm, mlp. Budgets and h
 ``policies.training`` (``run_one`` per run, ``run_matrix`` for the CSV). Every finished (task,
 policy, seed) is one row of ``<out>/results.csv``: final evaluation return (deterministic, 20
 episodes; 100 team episodes for spread-PO), training steps/s, firing rate of the readout layer,
-and energy per decision from :mod:`grsn_sj.energy` (whole actor, and recurrent core alone).
+and energy per decision from ``policies.energy`` (whole actor, and recurrent core alone).
 Runs already in the CSV are skipped, so the script resumes. Learning curves (episode returns
 seen during training) go to ``<out>/curves/``; the plots (``learning_curves.png``, ``energy.png``,
 ``return_vs_energy.png``) and ``summary.md`` (the tables used by docs/RESULTS.md) are rebuilt at

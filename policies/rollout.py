@@ -121,8 +121,16 @@ def collect_observations(model: Any, env: Any, n_steps: int,
     """Roll ``model`` out in ``env`` for ``n_steps`` steps (:func:`rollout`) and return what its
     policy saw: ``(observations [T, n_envs, *obs_shape], episode_starts [T, n_envs] float32)``,
     the input of the energy estimate (``estimate_energy(model, obs, starts)``)."""
+    if not (hasattr(model, "predict") and hasattr(model, "policy")):
+        raise TypeError(f"model must be an SB3 algorithm (PPO, RecurrentPPO, ...) with predict() "
+                        f"and .policy, got {type(model).__name__}")
     if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
         raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
+    env = _as_vec_env(env)
+    want = getattr(model.policy.observation_space, "shape", None)
+    if env.observation_space.shape != want:
+        raise ValueError(f"env observations have shape {env.observation_space.shape} but the "
+                         f"model expects {want}; build the env the model was trained on")
     steps = list(rollout(model, env, int(n_steps), deterministic=deterministic))
     return (np.stack([s.obs for s in steps]),
             np.stack([s.episode_start.astype(np.float32) for s in steps]))

@@ -276,7 +276,7 @@ def evaluate_team(model, venv: PettingZooVecEnv, n_episodes: int) -> np.ndarray:
 
 def energy_of(model, task: str, seed: int, env_kwargs: dict) -> dict:
     """Energy per decision from real rollout observations of the trained model."""
-    from grsn_sj import energy
+    from . import energy
 
     env = make_task_env(task, 2 if task in MARL_TASKS else 4, seed + 20_000, **env_kwargs)
     obs, starts = energy.collect_observations(model, env, n_steps=128)
