@@ -38,11 +38,10 @@ import gymnasium as gym
 import numpy as np
 
 import policies
+from policies.diagnostics import VELOCITY_INDICES
 from policies.rollout import rollout
 from policies.training import Diagnostic, run_diagnostic, train_one
 
-#: task -> indices of the simulator's ``unwrapped.state`` that the observation hides
-VELOCITY_INDICES = {"CartPole-P-v0": (1, 3), "Pendulum-P-v0": (1,)}
 PROBE_POLICIES = ("grsn", "lif", "lstm")
 FEATURE_SETS = ("obs", "prev_step", "readout", "state")
 FIELDS = ["task", "policy", "seed", "timesteps", "episodes", "mean_return"] + [

@@ -51,7 +51,21 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from .cores import SpikingCore
 
-__all__ = ["LearningSignalCallback", "ridge_cv_r2", "FIELDS"]
+__all__ = ["LearningSignalCallback", "ridge_cv_r2", "FIELDS", "VELOCITY_INDICES",
+           "hidden_velocity"]
+
+#: task -> indices of the simulator's ``unwrapped.state`` that the observation hides
+VELOCITY_INDICES = {"CartPole-P-v0": (1, 3), "Pendulum-P-v0": (1,)}
+
+
+def hidden_velocity(task: str) -> Optional[Callable[[Any], np.ndarray]]:
+    """The ``probe_target`` reading the masked velocities of ``task`` from its simulator
+    (CartPole-P: cart and pole velocity; Pendulum-P: angular velocity), or ``None`` for a task
+    without one here (the probe then targets the observation difference)."""
+    idx = VELOCITY_INDICES.get(task)
+    if idx is None:
+        return None
+    return lambda env: np.asarray(env.state, dtype=np.float64)[list(idx)]
 
 FIELDS = ["update", "timesteps", "grad_core_actor", "grad_core_entropy", "grad_core_critic",
           "grad_core_aux", "grad_total", "clipped_fraction", "flip_rate", "firing_rate",

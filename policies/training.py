@@ -34,7 +34,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from . import zoo
 from .envs import make_env
 from .marl import PettingZooVecEnv, make_speaker_listener, make_spread_po
-from .recurrent import _LSTM_ALIASES, GRSNPolicy, LIFPolicy, NoTAPPolicy
+from .recurrent import _LSTM_ALIASES, GRSNPolicy, GRUPolicy, LIFPolicy, NoTAPPolicy
 
 __all__ = [
     "CSV_FIELDS", "Diagnostic", "MARL_TASKS", "POLICIES", "POMDP_TASKS", "TASK_KWARGS",
@@ -49,6 +49,7 @@ POLICIES: dict[str, tuple[type[BaseAlgorithm], Any]] = {
     "lif": (RecurrentPPO, LIFPolicy),        # LIF neurons under TAP
     "notap": (RecurrentPPO, NoTAPPolicy),    # spiking without TAP
     "lstm": (RecurrentPPO, "MlpLstmPolicy"),
+    "gru": (RecurrentPPO, GRUPolicy),        # the paper's RNN
     "mlp": (PPO, "MlpPolicy"),               # no memory
 }
 
