@@ -1,7 +1,7 @@
 """Stable-Baselines3-facing pieces of grsn_sj: recurrent spiking policies for sb3-contrib's
 RecurrentPPO, the POMDP task suite (registered with gymnasium on import) and the PettingZoo
 parameter-sharing VecEnv."""
-from .callbacks import FiringRateCallback
+from .callbacks import FiringRateCallback, TeamMetricsCallback
 from .cores import GRSNCore, LIFCore, NoTAPCore, SpikingCore
 from .envs import (
     CueRecallEnv,
@@ -14,7 +14,6 @@ from .envs import (
 
 from .marl import (
     PettingZooVecEnv,
-    TeamMetricsCallback,
     WIN_KEYS,
     agent_type,
     make_pursuit,

@@ -662,3 +662,43 @@ def test_forgotten_close_does_not_hang():
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "done" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------
+# package structure
+# ------------------------------------------------------------------------------------------
+def test_policies_imports_without_pettingzoo():
+    """pettingzoo / mpe2 / pymunk are the optional ``marl`` extra: ``import policies`` (and the
+    adapter's package) must work without them; only the factories need them, when called."""
+    script = textwrap.dedent("""
+        import importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("pettingzoo", "mpe2", "pymunk"):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, Block())
+        import policies
+        from policies import PettingZooVecEnv, TeamMetricsCallback, make_spread_po
+        from policies.marl import TeamMetricsCallback as T
+        assert T is TeamMetricsCallback
+        try:
+            make_spread_po()
+        except ModuleNotFoundError as exc:
+            print("factory needs", exc.name, flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "factory needs mpe2" in proc.stdout
+
+
+def test_old_import_paths():
+    import policies
+    import policies.callbacks
+    import policies.marl
+
+    for name in policies.marl.__all__:
+        assert getattr(policies, name) is getattr(policies.marl, name)
+    assert policies.marl.TeamMetricsCallback is policies.callbacks.TeamMetricsCallback
+    with pytest.raises(AttributeError, match="no_such_name"):
+        policies.marl.no_such_name  # noqa: B018
