@@ -140,10 +140,10 @@ class PettingZooVecEnv(VecEnv):
 
     # ---- seeds / options (per copy) -----------------------------------------------------
     def _reset_seeds(self) -> None:
-        self._seeds = [None for _ in range(getattr(self, "n_copies", self.num_envs))]
+        self._seeds = [None for _ in range(self.n_copies)]
 
     def _reset_options(self) -> None:
-        self._options = [{} for _ in range(getattr(self, "n_copies", self.num_envs))]
+        self._options = [{} for _ in range(self.n_copies)]
 
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """Copy ``i`` is reset with ``seed + i`` at the next ``reset()`` (once). Returns the seed of
