@@ -58,15 +58,14 @@ class CurveCallback(BaseCallback):
         self.points: list[tuple[int, float]] = []
 
     def _on_step(self) -> bool:
-        seen = set()
-        for info in self.locals.get("infos", []):
-            if self.marl:
-                team = info.get("team_episode")
-                if team is not None and team["copy"] not in seen:
-                    seen.add(team["copy"])
-                    self.points.append((self.num_timesteps, float(team["r"])))
-            elif "episode" in info:
-                self.points.append((self.num_timesteps, float(info["episode"]["r"])))
+        infos = self.locals.get("infos", [])
+        if self.marl:
+            for team in policies.marl.team_episodes(infos):
+                self.points.append((self.num_timesteps, float(team["r"])))
+        else:
+            for info in infos:
+                if "episode" in info:
+                    self.points.append((self.num_timesteps, float(info["episode"]["r"])))
         return True
 
 
@@ -166,8 +165,7 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
         import train_marl
 
         eval_env = train_marl.make_venv(task, cfg["copies"], seed + 10_000)
-        returns = train_marl.evaluate_team(model, eval_env, 10 if quick else 100)
-        mean, std = float(returns.mean()), float(returns.std())
+        mean, std, _ = policies.marl.evaluate_team(model, eval_env, 10 if quick else 100)
         eval_env.close()
     else:
         from stable_baselines3.common.evaluation import evaluate_policy

@@ -21,7 +21,6 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -30,6 +29,7 @@ import train_pomdp  # noqa: E402
 from policies.marl import (  # noqa: E402
     PettingZooVecEnv,
     TeamMetricsCallback,
+    evaluate_team,
     make_speaker_listener,
     make_spread_po,
 )
@@ -56,26 +56,6 @@ def build_model(policy: str, venv, cfg: dict, seed: int, device: str = "auto",
     the same construction as ``train_pomdp.build_model``."""
     return train_pomdp.build_model(policy, venv, cfg, seed, device, tensorboard,
                                    verbose=verbose)
-
-
-def evaluate_team(model, venv: PettingZooVecEnv, n_episodes: int) -> np.ndarray:
-    """Team returns of ``n_episodes`` copy-episodes, acting deterministically with the
-    recurrent state threaded per row (reset by ``episode_start`` at every copy's episode end)."""
-    obs = venv.reset()
-    state = None
-    starts = np.ones(venv.num_envs, dtype=bool)
-    returns: list[float] = []
-    while len(returns) < n_episodes:
-        action, state = model.predict(obs, state=state, episode_start=starts, deterministic=True)
-        obs, _, dones, infos = venv.step(action)
-        starts = dones
-        seen = set()
-        for info in infos:
-            team = info.get("team_episode")
-            if team is not None and team["copy"] not in seen:
-                seen.add(team["copy"])
-                returns.append(float(team["r"]))
-    return np.asarray(returns[:n_episodes])
 
 
 def main(argv=None) -> int:
@@ -107,9 +87,9 @@ def main(argv=None) -> int:
                 progress_bar=not args.no_progress_bar)
     train_time = time.time() - t0
     eval_venv = make_venv(args.env, args.copies, args.seed + 10_000)
-    team = evaluate_team(model, eval_venv, args.eval_episodes)
-    print(f"\n{args.policy} on {args.env}: team return {team.mean():.1f} +- {team.std():.1f} "
-          f"over {len(team)} episodes (train {train_time:.0f} s, "
+    mean, std, episodes = evaluate_team(model, eval_venv, args.eval_episodes)
+    print(f"\n{args.policy} on {args.env}: team return {mean:.1f} +- {std:.1f} "
+          f"over {len(episodes)} episodes (train {train_time:.0f} s, "
           f"{args.timesteps / train_time:.0f} agent-steps/s)")
     if args.save:
         os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)

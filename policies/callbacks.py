@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numbers
 from collections import deque
-from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+
+from .marl.evaluation import team_episodes
 
 __all__ = ["FiringRateCallback", "TeamMetricsCallback"]
 
@@ -69,18 +70,7 @@ class TeamMetricsCallback(BaseCallback):
         self.n_episodes = 0
 
     def _on_step(self) -> bool:
-        infos = self.locals.get("infos")
-        if not infos:
-            return True
-        seen: set[Any] = set()
-        for idx, info in enumerate(infos):
-            team = info.get("team_episode") if isinstance(info, dict) else None
-            if team is None:
-                continue
-            key = team.get("copy", idx)
-            if key in seen:
-                continue
-            seen.add(key)
+        for team in team_episodes(self.locals.get("infos") or []):
             self.returns.append(float(team["r"]))
             self.lengths.append(int(team["l"]))
             if "win" in team:

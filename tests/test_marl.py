@@ -31,9 +31,11 @@ from policies.marl import (
     WIN_KEYS,
     PettingZooVecEnv,
     TeamMetricsCallback,
+    evaluate_team,
     make_pursuit,
     make_speaker_listener,
     make_spread_po,
+    team_episodes,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -607,6 +609,83 @@ def test_win_keys():
     assert infos[0]["team_episode"]["win"] == 1.0
 
 
+def test_team_episodes_once_per_copy():
+    a = {"r": 1.0, "l": 2, "copy": 0}
+    b = {"r": 5.0, "l": 3, "copy": 1, "win": 1.0}
+    loose = {"r": 7.0, "l": 1}  # no copy index: counts as its own
+    infos = [{"team_episode": a}, {"team_episode": dict(a)}, {}, "not a dict",
+             {"team_episode": b}, {"team_episode": dict(b)}, {"team_episode": loose},
+             {"team_episode": dict(loose)}]
+    assert team_episodes(infos) == [a, b, loose, loose]
+    assert team_episodes([]) == []
+
+
+class _ProbeModel:
+    """A stand-in for an SB3 model: action 0, and records the recurrent-state protocol."""
+
+    def __init__(self):
+        self.calls: list[tuple[Any, np.ndarray, bool]] = []
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=False):
+        self.calls.append((state, np.array(episode_start), deterministic))
+        return np.zeros(len(obs), dtype=int), ("state", len(self.calls))
+
+
+def test_evaluate_team_takes_a_fixed_share_of_each_copy():
+    # copy 0 ends every 2 steps (team return 3 x 2), copy 1 every 5 (3 x 5): taking the first 4
+    # episodes to end would take 3 of copy 0; each copy must give 2
+    counter = itertools.count()
+    venv = PettingZooVecEnv(lambda: ToyEnv(max_cycles=2 if next(counter) == 0 else 5), 2)
+    model = _ProbeModel()
+    mean, std, episodes = evaluate_team(model, venv, 4, deterministic=False)
+    assert sorted((e["copy"], e["r"]) for e in episodes) == [(0, 6.0)] * 2 + [(1, 15.0)] * 2
+    assert mean == 10.5 and std == 4.5
+    assert len(model.calls) == 10  # until copy 1's second episode ends
+    # state threaded, episode_start = previous step's dones, deterministic passed on
+    assert model.calls[0][0] is None and model.calls[0][1].all()
+    for t, (state, starts, det) in enumerate(model.calls[1:], start=1):
+        assert state == ("state", t) and det is False
+        assert starts.tolist() == [t % 2 == 0] * 2 + [t % 5 == 0] * 2
+    # 3 episodes over 2 copies: (3 + c) // 2 -> copy 0 one, copy 1 two
+    result = evaluate_team(_ProbeModel(), venv, 3)
+    assert sorted(e["copy"] for e in result.episodes) == [0, 1, 1]
+    assert sorted(result.returns.tolist()) == [6.0, 15.0, 15.0] and result.win_rate is None
+    venv.close()
+
+
+def test_evaluate_team_through_wrappers_and_win_rate():
+    counter = itertools.count()
+    venv = PettingZooVecEnv(lambda: ToyEnv(max_cycles=3, win=next(counter) == 0), 2)
+    result = evaluate_team(_ProbeModel(), VecNormalize(VecMonitor(venv)), 6)
+    assert result.returns.tolist() == [9.0] * 6  # unnormalised team returns
+    assert result.win_rate == 0.5
+    venv.close()
+
+
+def test_evaluate_team_with_recurrent_ppo():
+    venv = PettingZooVecEnv(toy(max_cycles=4), 2)
+    model = RecurrentPPO(GRSNPolicy, venv, n_steps=8, batch_size=16, seed=0, device="cpu",
+                         policy_kwargs=dict(lstm_hidden_size=8, net_arch=[]))
+    mean, std, episodes = evaluate_team(model, venv, 5)
+    assert len(episodes) == 5 and mean == 12.0 and std == 0.0
+    venv.close()
+
+
+@pytest.mark.parametrize("n", [0, -1, 2.0, True, "3"])
+def test_evaluate_team_rejects_bad_episode_counts(n):
+    venv = PettingZooVecEnv(toy(), 1)
+    with pytest.raises(ValueError, match=f"n_episodes must be a positive integer, got {n!r}"):
+        evaluate_team(_ProbeModel(), venv, n)
+
+
+def test_evaluate_team_rejects_other_vec_envs():
+    from stable_baselines3.common.env_util import make_vec_env
+
+    venv = make_vec_env("CartPole-v1", 2)
+    with pytest.raises(TypeError, match="needs a PettingZooVecEnv.*got DummyVecEnv.*evaluate_policy"):
+        evaluate_team(_ProbeModel(), venv, 2)
+
+
 # ------------------------------------------------------------------------------------------
 # subprocess copies
 # ------------------------------------------------------------------------------------------
@@ -697,7 +776,8 @@ def test_old_import_paths():
     import policies.callbacks
     import policies.marl
 
-    for name in policies.marl.__all__:
+    for name in ["PettingZooVecEnv", "TeamMetricsCallback", "WIN_KEYS", "agent_type",
+                 "evaluate_team", "make_pursuit", "make_speaker_listener", "make_spread_po"]:
         assert getattr(policies, name) is getattr(policies.marl, name)
     assert policies.marl.TeamMetricsCallback is policies.callbacks.TeamMetricsCallback
     with pytest.raises(AttributeError, match="no_such_name"):

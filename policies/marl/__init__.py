@@ -13,6 +13,8 @@ Public names
 * :func:`make_spread_po` -- partially observed mpe2 ``simple_spread_v3`` (cooperative, N agents).
 * :func:`make_speaker_listener` -- mpe2 ``simple_speaker_listener_v4`` (heterogeneous agents).
 * :func:`make_pursuit` -- PettingZoo SISL ``pursuit_v5`` (needs ``pettingzoo[sisl]``).
+* :func:`evaluate_team` -- a model's team returns (and win rate) over copy episodes;
+  :func:`team_episodes` -- the episodes that ended in one step's infos, once per copy.
 * :data:`WIN_KEYS` -- the info keys read as a win / success flag.
 * :func:`agent_type` -- an agent name's type (``"speaker_0"`` -> ``"speaker"``), for ``agent_id="type"``.
 
@@ -87,6 +89,7 @@ collection / interpreter exit, and the daemon flag guarantees the interpreter do
 ``env_fn`` is called once per copy, in copy order (in the parent for in-process copies, in each
 worker otherwise, so state captured by ``env_fn`` -- e.g. a counter -- is only shared in-process).
 """
+from .evaluation import TeamEvaluation, evaluate_team, team_episodes
 from .factories import make_pursuit, make_speaker_listener, make_spread_po
 from .layout import WIN_KEYS, agent_type
 from .vec_env import PettingZooVecEnv
@@ -95,10 +98,13 @@ __all__ = [
     "WIN_KEYS",
     "agent_type",
     "PettingZooVecEnv",
+    "TeamEvaluation",
     "TeamMetricsCallback",
+    "evaluate_team",
     "make_pursuit",
     "make_speaker_listener",
     "make_spread_po",
+    "team_episodes",
 ]
 
 
