@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import functools
 import itertools
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import gymnasium as gym
 import torch as th
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
@@ -472,6 +474,41 @@ def test_same_instance_rejected():
     env = ToyEnv()
     with pytest.raises(ValueError, match="same ParallelEnv instance"):
         PettingZooVecEnv(lambda: env, 2)
+
+
+def _spread_aec():
+    from mpe2 import simple_spread_v3
+
+    return simple_spread_v3.env(max_cycles=5)
+
+
+class _NotAnEnv:
+    possible_agents = ["a_0"]
+
+
+@pytest.mark.parametrize("env_fn,got,fix", [
+    (lambda: None, r"got NoneType", r"env_fn returns nothing: add the missing `return"),
+    (lambda: gym.make("CartPole-v1"), r"got TimeLimit \(a gymnasium Env",
+     r"make_vec_env"),
+    (_spread_aec, r"got OrderEnforcingWrapper \(a PettingZoo AECEnv",
+     r"pettingzoo\.utils\.conversions\.aec_to_parallel"),
+    (_NotAnEnv, r"got _NotAnEnv \(no observation_space, action_space, reset, step\)",
+     r"subclass pettingzoo\.ParallelEnv"),
+], ids=["none", "gymnasium", "aec", "other"])
+@pytest.mark.parametrize("subprocess", [False, True], ids=["local", "subprocess"])
+def test_env_fn_must_return_a_parallel_env(env_fn, got, fix, subprocess):
+    with pytest.raises(TypeError, match=r"env_fn must return a PettingZoo ParallelEnv") as info:
+        PettingZooVecEnv(env_fn, n_copies=2, subprocess=subprocess)
+    assert re.search(got, str(info.value)), str(info.value)
+    assert re.search(fix, str(info.value)), str(info.value)
+
+
+def test_aec_to_parallel_is_the_fix():
+    from pettingzoo.utils.conversions import aec_to_parallel
+
+    venv = PettingZooVecEnv(lambda: aec_to_parallel(_spread_aec()), 2)
+    check_vecenv(venv, n_steps=12)
+    venv.close()
 
 
 def test_render_tiles_one_image_per_copy():

@@ -98,11 +98,17 @@ class _LocalBackend:
 
     def __init__(self, env_fn: Callable[[], Any], n_copies: int, dead_agents: str,
                  agent_id: bool | str) -> None:
-        envs = [env_fn() for _ in range(n_copies)]
-        if len({id(e) for e in envs}) != len(envs):
-            raise ValueError("env_fn returned the same ParallelEnv instance twice; it must create a "
-                             "new environment at every call")
-        self.runners = [_CopyRunner(e, i, dead_agents, agent_id) for i, e in enumerate(envs)]
+        self.runners: list[_CopyRunner] = []
+        try:
+            for i in range(n_copies):
+                env = env_fn()
+                if any(env is runner.env for runner in self.runners):
+                    raise ValueError("env_fn returned the same ParallelEnv instance twice; it must "
+                                     "create a new environment at every call")
+                self.runners.append(_CopyRunner(env, i, dead_agents, agent_id))
+        except BaseException:
+            self.close()
+            raise
         self._pending: list[tuple[str, Any] | None] = [None] * n_copies
 
     def send(self, copy: int, cmd: str, data: Any) -> None:

@@ -142,7 +142,7 @@ class _Layout:
         return out
 
     def decode(self, k: int, action: Any) -> Any:
-        """The row action ``action`` as an action of agent ``k`` (see the module docstring)."""
+        """The row action ``action`` as an action of agent ``k`` (see :mod:`policies.marl`)."""
         space = self.act_spaces[k]
         if self.action_mode == "discrete":
             a = int(np.asarray(action).reshape(-1)[0])

@@ -2,8 +2,10 @@
 the in-process and subprocess backends (semantics in :mod:`policies.marl`)."""
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from .layout import WIN_KEYS, _Layout
@@ -40,10 +42,42 @@ def _is_wrapped(env: Any, wrapper_class: type) -> bool:
     return False
 
 
+_PARALLEL_API = ("possible_agents", "observation_space", "action_space", "reset", "step")
+
+
+def _check_parallel_env(env: Any) -> None:
+    """Raises a TypeError saying what ``env_fn`` returned, and the fix, unless ``env`` is a
+    PettingZoo ``ParallelEnv`` (an instance of it, or an object with its API). pettingzoo is not
+    imported here: an env of one of its classes has loaded it already."""
+    pz = sys.modules.get("pettingzoo.utils.env")
+    if pz is not None and isinstance(env, pz.ParallelEnv):
+        return
+    expected = (f"env_fn must return a PettingZoo ParallelEnv (a new one at every call), got "
+                f"{type(env).__name__}")
+    if env is None:
+        raise TypeError(f"{expected}: env_fn returns nothing: add the missing `return env`")
+    if (pz is not None and isinstance(env, pz.AECEnv)) or (
+            hasattr(env, "agent_selection") and hasattr(env, "last")):
+        raise TypeError(
+            f"{expected} (a PettingZoo AECEnv: agents act in turn). Convert it in env_fn: "
+            f"pettingzoo.utils.conversions.aec_to_parallel(<the AEC env>), or use the env's "
+            f"parallel_env() constructor where it has one")
+    if isinstance(env, gym.Env):
+        raise TypeError(
+            f"{expected} (a gymnasium Env: one agent). PettingZooVecEnv is for multi-agent "
+            f"PettingZoo envs; vectorise a gymnasium env with "
+            f"stable_baselines3.common.env_util.make_vec_env")
+    missing = [name for name in _PARALLEL_API if not hasattr(env, name)]
+    if missing:
+        raise TypeError(f"{expected} (no {', '.join(missing)}): return a PettingZoo ParallelEnv "
+                        f"(subclass pettingzoo.ParallelEnv and implement its API)")
+
+
 class _CopyRunner:
-    """One ParallelEnv copy as ``n_agents`` rows (see the module docstring for the semantics)."""
+    """One ParallelEnv copy as ``n_agents`` rows (semantics in :mod:`policies.marl`)."""
 
     def __init__(self, env: Any, copy_index: int, dead_agents: str, agent_id: bool | str) -> None:
+        _check_parallel_env(env)
         self.env = env
         self.copy_index = copy_index
         self.dead_agents = dead_agents

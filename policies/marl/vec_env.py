@@ -19,10 +19,11 @@ class PettingZooVecEnv(VecEnv):
     """A PettingZoo ``ParallelEnv`` as an SB3 ``VecEnv`` with one row per (copy, agent).
 
     :param env_fn: zero-argument callable returning a new PettingZoo ParallelEnv; called once per
-        copy, in copy order. All copies must have the same ``possible_agents`` and spaces.
+        copy, in copy order. All copies must have the same ``possible_agents`` and spaces. Anything
+        else (``None``, a gymnasium env, an AEC env) raises a TypeError naming the fix.
     :param n_copies: number of environment copies (``num_envs = n_copies * n_agents``).
     :param dead_agents: ``"mask"`` (done only at the copy's episode end) or ``"terminate"``
-        (done on the step an agent leaves, then one-step dummy episodes); see the module docstring.
+        (done on the step an agent leaves, then one-step dummy episodes); see :mod:`policies.marl`.
     :param agent_id: ``False``, ``True`` (append a one-hot over ``possible_agents``) or ``"type"``
         (a one-hot over agent types, the name before its last ``"_"``).
     :param subprocess: run each copy in its own daemon process.
