@@ -18,6 +18,7 @@ from .marl import (
     agent_type,
     evaluate_team,
     make_pursuit,
+    make_smax,
     make_speaker_listener,
     make_spread_po,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "PrevActionRewardWrapper",
     "make_env",
     "make_pursuit",
+    "make_smax",
     "make_speaker_listener",
     "make_spread_po",
     "register_envs",

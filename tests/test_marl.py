@@ -790,7 +790,7 @@ def test_policies_imports_without_pettingzoo():
         import importlib.abc, sys
         class Block(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("pettingzoo", "mpe2", "pymunk"):
+                if name.split(".")[0] in ("pettingzoo", "mpe2", "pymunk", "jax", "jaxmarl"):
                     raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         sys.meta_path.insert(0, Block())
         import policies
@@ -801,11 +801,26 @@ def test_policies_imports_without_pettingzoo():
             make_spread_po()
         except ModuleNotFoundError as exc:
             print("factory needs", exc.name, flush=True)
+        try:
+            policies.make_smax("2s3z")
+        except ImportError as exc:
+            print("make_smax:", exc, flush=True)
     """)
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "factory needs mpe2" in proc.stdout
+    assert "make_smax: make_smax needs the smax extra" in proc.stdout
+    assert "pip install 'grsn_sj[smax]' (No module named 'jax')" in proc.stdout
+
+
+def test_policies_does_not_import_jax():
+    script = "import sys, policies, policies.marl; print(sorted({m.split('.')[0] for m in " \
+             "sys.modules} & {'jax', 'jaxmarl', 'pettingzoo', 'mpe2'}))"
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_old_import_paths():

@@ -13,6 +13,7 @@ Public names
 * :func:`make_spread_po` -- partially observed mpe2 ``simple_spread_v3`` (cooperative, N agents).
 * :func:`make_speaker_listener` -- mpe2 ``simple_speaker_listener_v4`` (heterogeneous agents).
 * :func:`make_pursuit` -- PettingZoo SISL ``pursuit_v5`` (needs ``pettingzoo[sisl]``).
+* :func:`make_smax` -- JaxMARL's SMAX (SMAC-like maps, e.g. ``"2s3z"``; needs ``grsn_sj[smax]``).
 * :func:`evaluate_team` -- a model's team returns (and win rate) over copy episodes;
   :func:`team_episodes` -- the episodes that ended in one step's infos, once per copy.
 * :data:`WIN_KEYS` -- the info keys read as a win / success flag.
@@ -90,7 +91,7 @@ collection / interpreter exit, and the daemon flag guarantees the interpreter do
 worker otherwise, so state captured by ``env_fn`` -- e.g. a counter -- is only shared in-process).
 """
 from .evaluation import TeamEvaluation, evaluate_team, team_episodes
-from .factories import make_pursuit, make_speaker_listener, make_spread_po
+from .factories import make_pursuit, make_smax, make_speaker_listener, make_spread_po
 from .layout import WIN_KEYS, agent_type
 from .vec_env import PettingZooVecEnv
 
@@ -102,6 +103,7 @@ __all__ = [
     "TeamMetricsCallback",
     "evaluate_team",
     "make_pursuit",
+    "make_smax",
     "make_speaker_listener",
     "make_spread_po",
     "team_episodes",

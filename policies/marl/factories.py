@@ -1,5 +1,5 @@
 """PettingZoo ParallelEnv factories for the multi-agent tasks. Each imports its package
-(mpe2, PettingZoo's SISL extra) when called, so ``import policies`` works without them."""
+(mpe2, PettingZoo's SISL extra, JaxMARL) when called, so ``import policies`` works without them."""
 from __future__ import annotations
 
 from typing import Any
@@ -52,3 +52,15 @@ def make_pursuit(**kw: Any) -> Any:
         raise ImportError("make_pursuit needs PettingZoo's SISL extra: "
                           "pip install 'pettingzoo[sisl]'") from exc
     return pettingzoo.make("parallel", "sisl/pursuit-v5", **kw)
+
+
+def make_smax(map_name: str = "2s3z", **env_kwargs: Any) -> Any:
+    """A PettingZoo ``ParallelEnv`` over JaxMARL's SMAX map ``map_name`` (e.g. ``"2s3z"``,
+    ``"3s_vs_5z"``, ``"8m"``; an unknown name raises a ValueError listing JaxMARL's maps). The
+    allies are the agents, the enemies follow JaxMARL's heuristic; ``env_kwargs`` go to JaxMARL's
+    ``HeuristicEnemySMAX`` (e.g. ``max_steps``, ``won_battle_bonus``, ``attack_mode``), JaxMARL's
+    defaults otherwise. Agents, rewards, episode ends, the ``battle_won`` flag and seeding are
+    described in :mod:`policies.marl.smax`. Needs ``pip install 'grsn_sj[smax]'``."""
+    from .smax import SMAXParallelEnv
+
+    return SMAXParallelEnv(map_name, **env_kwargs)
