@@ -7,14 +7,18 @@ run; prints a table and the ratios the project targets.
 
 Targets (issue 2): fused >= 8x the reference loop at the RL size (T=64, N=8 rows x 64 neurons),
 never slower at T=128, N=256 x 512; the GRSN layer (gates + recurrence) <= 0.5x the LSTM's time.
+Issue 15: the non-finite input check costs < 5% at the RL size (T=128, N=8, H=64); measured
+with the check on and off, interleaved.
 When CUDA and cupy are present the CUDA section (examples/bench_cuda.py) runs too.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -23,9 +27,7 @@ import torch.nn as nn
 from spikingjelly.activation_based import neuron as sj_neuron
 from spikingjelly.activation_based import surrogate
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from grsn_sj import RecurrentGRSN, grsn_multi_step  # noqa: E402
+from grsn_sj import RecurrentGRSN, grsn_multi_step
 
 
 def timeit(fn, reps: int, warmup: int = 2) -> float:
@@ -89,6 +91,85 @@ def layer_fwd_bwd(kind: str, T: int, rows: int, H: int):
     return run
 
 
+@contextlib.contextmanager
+def finite_check_off():
+    """The non-finite input check (``grsn_sj.functional.check_finite``) replaced by a no-op in
+    every module that calls it, to measure what it costs."""
+    import grsn_sj.neuron
+    import grsn_sj.ops
+    import grsn_sj.rnn
+
+    modules = (grsn_sj.neuron, grsn_sj.ops, grsn_sj.rnn)
+    saved = [m.check_finite for m in modules]
+    for m in modules:
+        m.check_finite = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        for m, f in zip(modules, saved):
+            m.check_finite = f
+
+
+def check_cost(fn, reps: int) -> tuple[float, float]:
+    """Median ms of ``fn()`` with and without the finite check, runs interleaved (so a change
+    of machine load hits both alike)."""
+    on, off = [], []
+    for _ in range(3):
+        fn()
+    for i in range(reps):
+        for check in ((True, False) if i % 2 else (False, True)):  # alternate which runs first
+            with contextlib.nullcontext() if check else finite_check_off():
+                t0 = time.perf_counter()
+                fn()
+                (on if check else off).append(time.perf_counter() - t0)
+    return statistics.median(on) * 1e3, statistics.median(off) * 1e3
+
+
+def finite_check_section(reps: int) -> None:
+    from grsn_sj import GRSN, GRSNNode
+
+    T, N, H = 128, 8, 64
+    torch.manual_seed(0)
+    x_in = torch.randn(T, N, H)
+    x_gate = torch.randn(T, N, 2 * H)
+    rnn = RecurrentGRSN(H, H)
+    node = GRSNNode(step_mode="m")
+    block = GRSN(H, H, step_mode="m")
+    x_grad = x_in.clone().requires_grad_()
+
+    def rnn_fwd_bwd():
+        rnn.zero_grad(set_to_none=True)
+        x_grad.grad = None
+        rnn(x_grad)[0].sum().backward()
+
+    def rnn_fwd():
+        with torch.no_grad():
+            rnn(x_in)
+
+    def node_fwd():
+        node.reset()
+        with torch.no_grad():
+            node(x_gate)
+
+    def block_fwd():
+        block.node.reset()
+        with torch.no_grad():
+            block(x_in)
+
+    def rnn_one_step():  # what predict() runs per env step: T = 1
+        with torch.no_grad():
+            rnn(x_in[:1])
+
+    print(f"\n## Non-finite input check (T={T}, N={N}, H={H}; ms, check on / off)")
+    print(f"{'call':<34} {'on':>8} {'off':>8} {'cost':>7}")
+    for label, fn in (("RecurrentGRSN forward + backward", rnn_fwd_bwd),
+                      ("RecurrentGRSN forward", rnn_fwd), ("GRSNNode forward ('m')", node_fwd),
+                      ("GRSN forward ('m')", block_fwd),
+                      ("RecurrentGRSN forward, T = 1", rnn_one_step)):
+        on, off = check_cost(fn, reps)
+        print(f"{label:<34} {on:>8.3f} {off:>8.3f} {100 * (on / off - 1):>6.1f}%")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -115,10 +196,11 @@ def main() -> None:
         print(f"{name:<10} {t['grsn']:>9.2f} {t['lstm']:>9.2f} {t['gru']:>9.2f} {t['lif']:>9.2f} "
               f"{t['grsn'] / t['lstm']:>10.2f} {t['grsn'] / t['gru']:>9.2f}")
 
-    if torch.cuda.is_available():
-        from bench_cuda import cuda_section
+    finite_check_section(reps_small * 2)
 
-        cuda_section()
+    if torch.cuda.is_available():  # the CUDA section is its own command line: run it, not import it
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                     "bench_cuda.py")], check=True)
 
 
 if __name__ == "__main__":

@@ -16,22 +16,26 @@ import statistics
 import time
 
 import torch
-from sb3_contrib import RecurrentPPO
 
 import policies
+from policies.training import build_model
+
+#: RecurrentPPO settings of the measurement (RL Zoo's names, see policies/zoo.py)
+SETTINGS = dict(n_steps=128, batch_size=256, n_epochs=4)
 
 
-def steps_per_second(policy, env_id: str, hidden: int, steps: int, n_envs: int,
+def steps_per_second(policy: str, env_id: str, hidden: int, steps: int, n_envs: int,
                      seed: int) -> float:
+    """``learn()`` steps per second of ``policy`` (a name of ``policies.training.POLICIES``)."""
     env = policies.make_env(env_id, n_envs, seed)
-    kw = (dict(lstm_hidden_size=hidden) if policy == "MlpLstmPolicy"
-          else dict(grsn_hidden_size=hidden))
-    model = RecurrentPPO(policy, env, n_steps=128, batch_size=256, n_epochs=4, seed=seed,
-                         policy_kwargs=kw, verbose=0)
+    cfg = dict(SETTINGS, policy_kwargs=dict(lstm_hidden_size=hidden))
+    model = build_model(policy, env, cfg, seed)
     model.learn(n_envs * 128)  # warm-up (kernel compilation, allocator)
+    start = model.num_timesteps
     t0 = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
-    return steps / (time.perf_counter() - t0)
+    # learn() runs whole rollouts (n_envs x n_steps): count the steps that ran
+    return (model.num_timesteps - start) / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -47,7 +51,7 @@ def main() -> None:
           f"{args.env}, hidden {args.hidden}, {args.n_envs} envs, n_steps 128, batch 256, "
           f"4 epochs, {args.steps} steps x {args.repeats}")
     results = {}
-    for name, policy in (("GRSNPolicy", policies.GRSNPolicy), ("MlpLstmPolicy", "MlpLstmPolicy")):
+    for name, policy in (("GRSNPolicy", "grsn"), ("MlpLstmPolicy", "lstm")):
         runs = [steps_per_second(policy, args.env, args.hidden, args.steps, args.n_envs, s)
                 for s in range(args.repeats)]
         results[name] = statistics.median(runs)

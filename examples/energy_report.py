@@ -6,13 +6,14 @@
         lstm=runs/cartpole_v_lstm.zip                             # saved models, no training
 
 For every model the script rolls the (trained or loaded) policy out in ``--env`` with
-``predict`` and its recurrent state (``grsn_sj.energy.collect_observations``), feeds those
+``predict`` and its recurrent state (``policies.energy.collect_observations``), feeds those
 observations through the policy again with the counting hooks on
-(``grsn_sj.energy.estimate_energy``), and prints, per decision (one env step of one agent):
+(``policies.energy.estimate_energy``), and prints, per decision (one env step of one agent):
 dense MACs, spike-driven ACs, element-wise neuron operations, activations, the energy of the
 deployed agent (actor path only), of the recurrent core alone and of actor + critic, the readout
 firing rate, and the ratios to the LSTM agent. Conventions (what counts as a MAC / AC, the
-per-neuron operation counts, what the scopes include) are in ``grsn_sj/energy.py``'s docstring.
+per-neuron operation counts) are in ``grsn_sj/energy.py``'s docstring, what the scopes include in
+``policies/energy.py``'s.
 
 ``--models label=path``: a label starting with ``mlp`` is loaded with SB3's ``PPO``, every other
 one with sb3-contrib's ``RecurrentPPO``; the label ``lstm`` is the reference of the ratios.
@@ -27,14 +28,17 @@ import sys
 import time
 from typing import Any, Optional, Sequence
 
-import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
 import policies
-from grsn_sj.energy import EnergyConstants, EnergyReport, collect_observations, estimate_energy
+from policies.energy import EnergyConstants, EnergyReport, collect_observations, estimate_energy
+from policies.training import POLICIES, add_threads_option, build_model, set_threads
 
-from train_pomdp import POLICIES  # noqa: E402  (the one policy table of the examples)
+#: the short training every policy gets (RL Zoo's names, see policies/zoo.py); the memory cores
+#: get ``--hidden`` units (``policy_kwargs["lstm_hidden_size"]``)
+SETTINGS = dict(n_steps=128, batch_size=128, n_epochs=4, learning_rate=1e-3, gamma=0.99,
+                ent_coef=0.01)
 
 
 def parse_models(items: Sequence[str]) -> dict[str, str]:
@@ -58,19 +62,10 @@ def load_model(label: str, path: str, env: Any) -> Any:
 
 
 def train_model(name: str, env: Any, timesteps: int, hidden: int, seed: int) -> Any:
-    """A short RecurrentPPO (PPO for ``mlp``) run with the same small settings for every
-    policy; the memory cores all get ``hidden`` units."""
-    common = dict(n_steps=128, batch_size=128, n_epochs=4, learning_rate=1e-3, gamma=0.99,
-                  ent_coef=0.01, seed=seed, verbose=0, device="cpu")
-    if name == "mlp":
-        model = PPO("MlpPolicy", env, **common)
-    elif name == "lstm":
-        model = RecurrentPPO("MlpLstmPolicy", env, policy_kwargs=dict(lstm_hidden_size=hidden),
-                             **common)
-    else:
-        model = RecurrentPPO(POLICIES[name], env, policy_kwargs=dict(grsn_hidden_size=hidden),
-                             **common)
-    return model.learn(timesteps)
+    """A short RecurrentPPO (PPO for ``mlp``) run with the same small :data:`SETTINGS` for
+    every policy; the memory cores all get ``hidden`` units (the MLP two layers of that size)."""
+    cfg = dict(SETTINGS, policy_kwargs=dict(lstm_hidden_size=hidden))
+    return build_model(name, env, cfg, seed, device="cpu").learn(timesteps)
 
 
 def _fmt(value: Optional[float], spec: str) -> str:
@@ -122,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ac-pj", type=float, default=0.9, help="energy per AC, pJ")
     p.add_argument("--activation-pj", type=float, default=0.0,
                    help="energy per activation-function evaluation, pJ")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_threads_option(p)
     p.add_argument("--details", action="store_true",
                    help="also print every model's full report (per scope breakdown)")
     return p
@@ -131,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for flag in ("timesteps", "hidden", "n_envs", "steps", "threads"):
+    for flag in ("timesteps", "hidden", "n_envs", "steps"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1")
     if args.env not in policies.POMDP_ENV_IDS:
@@ -143,7 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         models = parse_models(args.models) if args.models else None
     except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
         parser.error(str(err))
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
     reports: dict[str, EnergyReport] = {}
     labels = list(models) if models else list(args.policies)

@@ -9,8 +9,8 @@
 LunarLander-P the spiking policies under TAP score about -1400 that way, while their training
 episodes, which sample their actions, end near -150. This script asks whether the evaluation mode
 is the cause. It trains each (task, policy, seed) exactly as ``reproduce.py`` does
-(``reproduce.train_one``), then plays the same evaluation episodes (same env seeds) twice: once
-with the distribution's mode and once with sampled actions. For each mode it records:
+(``policies.training.train_one``), then plays the same evaluation episodes (same env seeds)
+twice: once with the distribution's mode and once with sampled actions. For each mode it records:
 
 - the mean and std of the episode return;
 - the mean episode length and the fraction of episodes cut by the time limit;
@@ -21,16 +21,14 @@ skipped); a per-policy summary (means over seeds) goes to ``--out``/summary.md a
 """
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import policies  # noqa: E402
-import reproduce  # noqa: E402
+import policies
+from policies.rollout import rollout as play
+from policies.training import POLICIES, POMDP_TASKS, Diagnostic, run_diagnostic, train_one
 
 MODES = ("det", "sto")
 FIELDS = (["task", "policy", "seed", "timesteps", "train_last50"]
@@ -39,7 +37,8 @@ FIELDS = (["task", "policy", "seed", "timesteps", "train_last50"]
 
 def rollout(model, env, n_episodes: int, deterministic: bool) -> dict:
     """Play ``n_episodes`` episodes of ``model`` on the VecEnv ``env`` (reset here), spread over
-    its copies as SB3's ``evaluate_policy`` spreads them, carrying the recurrent state.
+    its copies as SB3's ``evaluate_policy`` spreads them, carrying the recurrent state
+    (:func:`policies.rollout.rollout`).
 
     Returns the episodes' ``returns`` and ``lengths`` (arrays), the fraction cut by the time limit
     (``timeouts``), and ``actions``: for a Discrete space the fraction of decisions that took each
@@ -53,23 +52,20 @@ def rollout(model, env, n_episodes: int, deterministic: bool) -> dict:
     counts = np.zeros(n_envs, dtype=int)
     cur_ret, cur_len = np.zeros(n_envs), np.zeros(n_envs, dtype=int)
     returns, lengths, cut, taken = [], [], [], []
-    obs, state, starts = env.reset(), None, np.ones(n_envs, dtype=bool)
-    while (counts < targets).any():
-        action, state = model.predict(obs, state=state, episode_start=starts,
-                                      deterministic=deterministic)
+    for step in play(model, env, deterministic=deterministic):
         active = counts < targets
-        taken.append(np.asarray(action)[active])
-        obs, reward, done, infos = env.step(action)
-        cur_ret += reward
+        taken.append(step.action[active])
+        cur_ret += step.reward
         cur_len += 1
-        for i in np.flatnonzero(done):
+        for i in np.flatnonzero(step.done):
             if active[i]:
                 returns.append(cur_ret[i])
                 lengths.append(cur_len[i])
-                cut.append(bool(infos[i].get("TimeLimit.truncated", False)))
+                cut.append(bool(step.infos[i].get("TimeLimit.truncated", False)))
                 counts[i] += 1
             cur_ret[i], cur_len[i] = 0.0, 0
-        starts = done
+        if not (counts < targets).any():
+            break
     acts = np.concatenate(taken)
     if hasattr(env.action_space, "n"):
         freq = np.bincount(acts.astype(int).ravel(), minlength=int(env.action_space.n))
@@ -83,10 +79,9 @@ def rollout(model, env, n_episodes: int, deterministic: bool) -> dict:
 def eval_one(task: str, policy: str, seed: int, quick: bool,
              timesteps: int | None = None) -> dict:
     """Train one (task, policy, seed) as reproduce.py does; evaluate it in both modes."""
-    model, cfg, curve, _, env_kwargs = reproduce.train_one(task, policy, seed, quick,
-                                                           timesteps=timesteps)
+    model, cfg, curve, _, env_kwargs = train_one(task, policy, seed, quick, timesteps=timesteps)
     last = [r for _, r in curve[-50:]]
-    row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["timesteps"],
+    row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["n_timesteps"],
                train_last50=round(statistics.mean(last), 3) if last else "")
     for mode in MODES:
         env = policies.make_env(task, 4, seed + 10_000, **env_kwargs)
@@ -106,7 +101,7 @@ def summary(rows: list[dict]) -> str:
              "sto len | det timeouts | det actions | sto actions |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["task"], r["policy"]) for r in rows},
-                  key=lambda k: (k[0], reproduce.POLICIES.index(k[1])))
+                  key=lambda k: (k[0], list(POLICIES).index(k[1])))
     for task, pol in keys:
         sel = [r for r in rows if r["task"] == task and r["policy"] == pol]
 
@@ -131,12 +126,12 @@ def describe(row: dict) -> str:
             f"{row['det_return']:8.1f}, stochastic {row['sto_return']:8.1f}")
 
 
-DIAGNOSTIC = reproduce.Diagnostic("eval_modes", eval_one, FIELDS, summary, describe,
-                                  reproduce.POMDP_TASKS, "LunarLander-P-v0", reproduce.POLICIES)
+DIAGNOSTIC = Diagnostic("eval_modes", eval_one, FIELDS, summary, describe, POMDP_TASKS,
+                        "LunarLander-P-v0", list(POLICIES))
 
 
 def main(argv=None) -> int:
-    return reproduce.run_diagnostic(DIAGNOSTIC, argv, __doc__)
+    return run_diagnostic(DIAGNOSTIC, argv, __doc__)
 
 
 if __name__ == "__main__":

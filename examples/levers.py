@@ -6,9 +6,9 @@
     python examples/levers.py --quick                           # smoke run (tiny budget)
 
 Each lever is one change to the GRSN policy (or to what it observes) against the default
-configuration, with the task's budget and PPO hyperparameters from ``examples/train_pomdp.py``'s
-table, and the same training / evaluation / energy measurement as ``examples/reproduce.py``
-(whose ``run_one`` this script calls). The LSTM, with and without the previous action and reward,
+configuration, with the task's budget and PPO hyperparameters from ``policies/zoo.py``'s table,
+and the same training / evaluation / energy measurement as ``examples/reproduce.py``
+(``policies.training.run_one``). The LSTM, with and without the previous action and reward,
 is run as the reference. One CSV row per (lever, seed) goes to ``<out>/results.csv``; finished rows
 are skipped, so the script resumes. At the end it prints a table: return per seed, mean +- std,
 firing rate of the readout layer and energy per decision of the deployed actor.
@@ -23,9 +23,16 @@ from typing import Callable
 
 from spikingjelly.activation_based import surrogate
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import reproduce  # noqa: E402
+from policies.training import (
+    CSV_FIELDS,
+    POMDP_TASKS,
+    add_threads_option,
+    load_rows,
+    positive_int,
+    run_matrix,
+    run_one,
+    set_threads,
+)
 
 #: lever name -> (policy, policy_kwargs factory, env_kwargs, what it changes). Factories,
 #: because a surrogate function is a module and every run gets its own.
@@ -52,7 +59,16 @@ LEVERS: dict[str, tuple[str, Callable[[], dict], dict, str]] = {
     "lstm_prev_action_reward": ("lstm", dict, dict(prev_action_reward=True),
                                 "reference: LSTM with the previous action and reward"),
 }
-FIELDS = ["lever"] + reproduce.FIELDS
+FIELDS = ["lever"] + CSV_FIELDS
+
+
+def run_lever(lever: str, task: str, seed: int, quick: bool, out: str) -> dict:
+    """One (lever, seed) on ``task``: :func:`policies.training.run_one` with the lever's
+    policy, policy_kwargs and env_kwargs; its CSV row with the lever's name first."""
+    policy, make_kwargs, env_kwargs, _ = LEVERS[lever]
+    row = run_one(task, policy, seed, quick, out, policy_kwargs=make_kwargs(),
+                  env_kwargs=env_kwargs, name=lever)
+    return {"lever": lever, **row}
 
 
 def table(rows: list[dict]) -> str:
@@ -76,31 +92,28 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="CartPole-P-v0", choices=reproduce.POMDP_TASKS)
+    p.add_argument("--env", default="CartPole-P-v0", choices=POMDP_TASKS)
     p.add_argument("--levers", nargs="+", default=list(LEVERS), choices=list(LEVERS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--quick", action="store_true", help="tiny budget (smoke run)")
     p.add_argument("--out", default=None, help="output folder (default runs/levers[_quick])")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (see reproduce.py)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="runs in parallel (see reproduce.py)")
+    add_threads_option(p)
     args = p.parse_args(argv)
-    if args.jobs < 1:
-        p.error("--jobs must be >= 1")
+    set_threads(args.threads)
     out = args.out or ("runs/levers_quick" if args.quick else "runs/levers")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.csv")
 
-    done = {(r["lever"], r["task"], int(r["seed"])) for r in reproduce.load_rows(path)}
-    jobs = [dict(task=args.env, policy=LEVERS[lever][0], seed=seed, quick=args.quick, out=out,
-                 policy_kwargs=LEVERS[lever][1](), env_kwargs=LEVERS[lever][2], name=lever)
-            for lever in args.levers for seed in args.seeds
-            if (lever, args.env, seed) not in done]
-    for job, row, secs in reproduce.run_all(jobs, args.jobs):
-        row["lever"] = job["name"]
-        reproduce.append_row(path, row, FIELDS)
+    jobs = [dict(lever=lever, task=args.env, seed=seed, quick=args.quick, out=out)
+            for lever in args.levers for seed in args.seeds]
+    for _, row, secs in run_matrix(path, jobs, FIELDS, ("lever", "task", "seed"), fn=run_lever,
+                                   n_parallel=args.jobs, threads=args.threads):
         print(f"{row['lever']:<24} seed {row['seed']}: return {row['eval_return']:9.1f} "
               f"({secs:.0f} s)", flush=True)
 
-    rows = [r for r in reproduce.load_rows(path) if r["task"] == args.env]
+    rows = [r for r in load_rows(path) if r["task"] == args.env]
     text = table(rows)
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(f"{args.env}\n\n" + text)

@@ -16,82 +16,78 @@ skipped, so the script resumes) and printed as a table of mean return per (polic
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
+import sys
 import time
 
-import torch
-from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import policies
-from train_pomdp import parse_kwargs
+from policies.training import (
+    add_threads_option,
+    build_model,
+    load_rows,
+    parse_kwargs,
+    positive_int,
+    run_matrix,
+    set_threads,
+)
 
 FIELDS = ["policy", "tag", "gap", "seed", "timesteps", "return", "seconds"]
 
+#: issue 7's protocol, the same for every policy (RL Zoo's names, see policies/zoo.py)
+PROTOCOL = dict(n_envs=8, n_steps=64, batch_size=128, n_epochs=8, learning_rate=1e-3,
+                gamma=0.99, ent_coef=0.01, policy_kwargs=dict(lstm_hidden_size=32, net_arch=[32]))
 
-def run_one(policy: str, gap: int, seed: int, timesteps: int, grsn_kwargs: dict) -> float:
-    env = policies.make_env("CueRecall-v0", 8, seed, gap=gap)
-    common = dict(n_steps=64, batch_size=128, n_epochs=8, learning_rate=1e-3, gamma=0.99,
-                  ent_coef=0.01, seed=seed, verbose=0)
-    if policy == "lstm":
-        model = RecurrentPPO("MlpLstmPolicy", env, policy_kwargs=dict(
-            lstm_hidden_size=32, net_arch=[32]), **common)
-    else:
-        model = RecurrentPPO(policies.GRSNPolicy, env, policy_kwargs=dict(
-            grsn_hidden_size=32, net_arch=[32], **grsn_kwargs), **common)
+
+def run_one(policy: str, tag: str, gap: int, seed: int, timesteps: int,
+            grsn_kwargs: dict) -> dict:
+    """Train and evaluate one (policy, gap, seed); its CSV row (:data:`FIELDS`).
+    ``grsn_kwargs`` go to the GRSN policy only; ``tag`` labels its configuration."""
+    t0 = time.time()
+    env = policies.make_env("CueRecall-v0", PROTOCOL["n_envs"], seed, gap=gap)
+    model = build_model(policy, env, PROTOCOL, seed,
+                        policy_kwargs=grsn_kwargs if policy == "grsn" else None)
     model.learn(timesteps)
     eval_env = policies.make_env("CueRecall-v0", 8, seed + 10_000, gap=gap)
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=200, deterministic=True)
-    return float(mean)
+    return {"policy": policy, "tag": tag, "gap": gap, "seed": seed, "timesteps": timesteps,
+            "return": float(mean), "seconds": round(time.time() - t0, 1)}
 
 
-def main() -> None:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gaps", type=int, nargs="+", default=[3, 7, 15, 31])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--policies", nargs="+", default=["grsn", "lstm"], choices=["grsn", "lstm"])
-    p.add_argument("--timesteps", type=int, default=30_000)
+    p.add_argument("--timesteps", type=positive_int, default=30_000)
     p.add_argument("--grsn-kwargs", nargs="*", default=[],
                    help="GRSNPolicy policy_kwargs as key=value (e.g. forget_bias=2.0)")
     p.add_argument("--tag", default="default", help="label of this GRSN configuration")
     p.add_argument("--csv", default="runs/memory_gap.csv")
-    args = p.parse_args()
-    grsn_kwargs = parse_kwargs(args.grsn_kwargs)
-    torch.set_num_threads(1)
+    add_threads_option(p)
+    args = p.parse_args(argv)
+    set_threads(args.threads)
+    try:  # a bad --grsn-kwargs: its message now, not a traceback in the first GRSN run
+        grsn_kwargs = parse_kwargs(args.grsn_kwargs)
+        if grsn_kwargs and "grsn" in args.policies:
+            build_model("grsn", policies.make_env("CueRecall-v0", 1, 0), PROTOCOL, 0,
+                        policy_kwargs=grsn_kwargs)
+    except (TypeError, ValueError) as err:
+        p.error(f"--grsn-kwargs: {err}")
 
     os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
-    done = set()
-    if os.path.exists(args.csv):
-        with open(args.csv) as f:
-            for row in csv.DictReader(f):
-                done.add((row["policy"], row["tag"], int(row["gap"]), int(row["seed"]),
-                          int(row["timesteps"])))
-    new_file = not os.path.exists(args.csv)
-    with open(args.csv, "a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        if new_file:
-            writer.writeheader()
-        for policy in args.policies:
-            tag = args.tag if policy == "grsn" else "lstm"
-            for gap in args.gaps:
-                for seed in args.seeds:
-                    key = (policy, tag, gap, seed, args.timesteps)
-                    if key in done:
-                        continue
-                    t0 = time.time()
-                    ret = run_one(policy, gap, seed, args.timesteps, grsn_kwargs)
-                    writer.writerow(dict(policy=policy, tag=tag, gap=gap, seed=seed,
-                                         timesteps=args.timesteps, **{"return": ret},
-                                         seconds=round(time.time() - t0, 1)))
-                    f.flush()
-                    print(f"{policy:>5} [{tag}] k={gap:<3} seed={seed} return={ret:+.2f} "
-                          f"({time.time() - t0:.0f} s)", flush=True)
+    jobs = [dict(policy=policy, tag=args.tag if policy == "grsn" else "lstm", gap=gap,
+                 seed=seed, timesteps=args.timesteps, grsn_kwargs=grsn_kwargs)
+            for policy in args.policies for gap in args.gaps for seed in args.seeds]
+    for _, row, _ in run_matrix(args.csv, jobs, FIELDS,
+                                ("policy", "tag", "gap", "seed", "timesteps"), fn=run_one):
+        print(f"{row['policy']:>5} [{row['tag']}] k={row['gap']:<3} seed={row['seed']} "
+              f"return={row['return']:+.2f} ({row['seconds']:.0f} s)", flush=True)
 
-    with open(args.csv) as f:
-        rows = [r for r in csv.DictReader(f) if int(r["timesteps"]) == args.timesteps]
+    rows = [r for r in load_rows(args.csv) if int(r["timesteps"]) == args.timesteps]
     table: dict = {}
     for r in rows:
         table.setdefault((r["policy"], r["tag"]), {}).setdefault(int(r["gap"]), []).append(
@@ -105,7 +101,8 @@ def main() -> None:
             vals = per.get(g, [])
             cells.append(f"{statistics.mean(vals):+.2f} (n={len(vals)})" if vals else "-")
         print(f"{f'{policy} [{tag}]':<28}" + "".join(f"{c:>14}" for c in cells))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

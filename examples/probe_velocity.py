@@ -7,9 +7,9 @@
 On CartPole-P and Pendulum-P the observation holds positions only, and the velocities must be
 integrated from successive observations. GRSN learns neither task as well as the LSTM (see
 docs/RESULTS.md). This script trains each (task, policy, seed) as ``examples/reproduce.py`` does
-(``reproduce.train_one``), plays its deterministic policy on 4 fresh env copies, and fits linear
-probes (ridge regression on centred inputs, see :func:`ridge_predict`) from four feature sets to
-the true velocities read from the simulator:
+(``policies.training.train_one``), plays its deterministic policy on 4 fresh env copies, and fits
+linear probes (ridge regression on centred inputs, see :func:`ridge_predict`) from four feature
+sets to the true velocities read from the simulator:
 
 - ``obs``: the current observation (the memoryless reference);
 - ``prev_step``: the current and previous observation, their pairwise products and the previous
@@ -31,18 +31,15 @@ CSV row per (task, policy, seed) goes to ``--out``/results.csv (resumable); mean
 """
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 
 import gymnasium as gym
 import numpy as np
-import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import policies  # noqa: E402
-import reproduce  # noqa: E402
+import policies
+from policies.rollout import rollout
+from policies.training import Diagnostic, run_diagnostic, train_one
 
 #: task -> indices of the simulator's ``unwrapped.state`` that the observation hides
 VELOCITY_INDICES = {"CartPole-P-v0": (1, 3), "Pendulum-P-v0": (1,)}
@@ -100,53 +97,47 @@ def cv_r2(xs: list[np.ndarray], ys: list[np.ndarray], alphas=ALPHAS) -> float:
     return max(_pooled_r2(ys, _loo_predictions(xs, ys, a)) for a in alphas)
 
 
-@torch.no_grad()
 def collect(model, env, n_steps: int, velocity_indices) -> dict:
-    """Play the deterministic policy for ``n_steps`` steps on every copy of ``env``; return per
-    copy the features of :data:`FEATURE_SETS`, the true velocities and whether the step starts
-    an episode, each ``[copies, T, dim]``, and the returns of the episodes that ended."""
-    policy = model.policy
+    """Play the deterministic policy for ``n_steps`` steps on every copy of ``env``
+    (:func:`policies.rollout.rollout`, with the core's readout); return per copy the features of
+    :data:`FEATURE_SETS`, the true velocities and whether the step starts an episode, each
+    ``[copies, T, dim]``, and the returns of the episodes that ended."""
     n = env.num_envs
-    n_layers, hidden = policy.lstm_actor.num_layers, policy.lstm_actor.hidden_size
-    state = (torch.zeros(n_layers, n, hidden), torch.zeros(n_layers, n, hidden))
-    obs = env.reset()
-    prev = np.zeros_like(obs)
     discrete = isinstance(env.action_space, gym.spaces.Discrete)
     prev_action = np.zeros((n, int(env.action_space.n) if discrete else env.action_space.shape[0]))
-    starts = np.ones(n, dtype=np.float32)
     rows = {k: [] for k in FEATURE_SETS + ("velocity", "start")}
     returns, running = [], np.zeros(n)
-    for _ in range(n_steps):
-        rows["velocity"].append(np.stack([np.asarray(e.unwrapped.state)[list(velocity_indices)]
-                                          for e in env.envs]))
+
+    def velocity() -> np.ndarray:  # the simulator's state of the observation about to be seen
+        return np.stack([np.asarray(e.unwrapped.state)[list(velocity_indices)] for e in env.envs])
+
+    obs = env.reset()
+    prev = np.zeros_like(obs)
+    rows["velocity"].append(velocity())
+    for step in rollout(model, env, n_steps, deterministic=True, activity=True, obs=obs):
+        starts = step.episode_start.astype(np.float32)
+        obs = step.obs
         prev = prev * (1.0 - starts[:, None])
         prev_action = prev_action * (1.0 - starts[:, None])
-        obs_t = torch.as_tensor(obs, dtype=torch.float32)
-        features = policy.extract_features(obs_t, policy.pi_features_extractor)
-        latent, state = policy._process_sequence(features, state, torch.as_tensor(starts),
-                                                 policy.lstm_actor)
         rows["start"].append(starts[:, None])
         rows["obs"].append(obs)
         products = (obs[:, :, None] * prev[:, None, :]).reshape(n, -1)
         rows["prev_step"].append(np.concatenate([obs, prev, products, prev_action], axis=1))
-        rows["readout"].append(latent.numpy())
+        rows["readout"].append(step.readout)
         # every layer's two state slots, per copy (an unused slot is all zero and gets dropped)
-        rows["state"].append(torch.cat([s.permute(1, 0, 2).reshape(n, -1) for s in state],
-                                       dim=1).numpy())
-        dist = policy._get_action_dist_from_latent(policy.mlp_extractor.forward_actor(latent))
-        action = dist.get_actions(deterministic=True).numpy()
+        rows["state"].append(np.concatenate([s.transpose(1, 0, 2).reshape(n, -1)
+                                             for s in step.state], axis=1))
         if discrete:
-            prev_action = np.eye(env.action_space.n)[action]
+            prev_action = np.eye(env.action_space.n)[step.action]
         else:
-            action = np.clip(action, env.action_space.low, env.action_space.high)
-            prev_action = action.reshape(n, -1)
+            prev_action = step.action.reshape(n, -1)
         prev = obs
-        obs, reward, done, _ = env.step(action)
-        running += reward
-        for i in np.flatnonzero(done):
+        running += step.reward
+        for i in np.flatnonzero(step.done):
             returns.append(running[i])
             running[i] = 0.0
-        starts = done.astype(np.float32)
+        if len(rows["velocity"]) < n_steps:
+            rows["velocity"].append(velocity())
     out = {k: np.stack(v, axis=1).astype(np.float64) for k, v in rows.items()}
     out["returns"] = np.array(returns)
     return out
@@ -160,15 +151,14 @@ def probe_one(task: str, policy: str, seed: int, quick: bool,
     if policy not in PROBE_POLICIES:
         raise ValueError(f"policy must be one of {PROBE_POLICIES} (a recurrent core), "
                          f"got {policy!r}")
-    model, cfg, _, _, env_kwargs = reproduce.train_one(task, policy, seed, quick,
-                                                       timesteps=timesteps)
+    model, cfg, _, _, env_kwargs = train_one(task, policy, seed, quick, timesteps=timesteps)
     env = policies.make_env(task, 4, seed + 30_000, **env_kwargs)
     data = collect(model, env, 300 if quick else 1500, VELOCITY_INDICES[task])
     env.close()
     # an episode's first step has no previous step and a fresh core state: left out
     use = data.pop("start")[..., 0] == 0
     y = data["velocity"]
-    row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["timesteps"],
+    row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["n_timesteps"],
                episodes=len(data["returns"]),
                mean_return=round(float(data["returns"].mean()), 3) if len(data["returns"])
                else "")
@@ -199,12 +189,12 @@ def describe(row: dict) -> str:
             + ", ".join(f"{n} {row[f'r2_{n}']:.3f}" for n in FEATURE_SETS))
 
 
-DIAGNOSTIC = reproduce.Diagnostic("probe", probe_one, FIELDS, summary, describe,
-                                  sorted(VELOCITY_INDICES), "CartPole-P-v0", list(PROBE_POLICIES))
+DIAGNOSTIC = Diagnostic("probe", probe_one, FIELDS, summary, describe,
+                        sorted(VELOCITY_INDICES), "CartPole-P-v0", list(PROBE_POLICIES))
 
 
 def main(argv=None) -> int:
-    return reproduce.run_diagnostic(DIAGNOSTIC, argv, __doc__)
+    return run_diagnostic(DIAGNOSTIC, argv, __doc__)
 
 
 if __name__ == "__main__":

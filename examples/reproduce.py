@@ -9,304 +9,41 @@
 Tasks: the POMDP suite (CartPole-P/-V, Pendulum-P/-V, LunarLander-P/-V, CueRecall with gap 15)
 and spread-PO (mpe2 simple_spread_v3, N=3, partially observed; parameter-shared). Policies:
 grsn, lif (LIF under TAP), notap (spiking without TAP), lstm, mlp. Budgets and hyperparameters:
-``examples/train_pomdp.py``'s table (``train_marl.py``'s for spread-PO), the same for every
-policy of a task. Every finished (task, policy, seed) is one row of ``<out>/results.csv``:
-final evaluation return (deterministic, 20 episodes; 100 team episodes for spread-PO), training
-steps/s, firing rate of the readout layer, and energy per decision from
-:mod:`grsn_sj.energy` (whole actor, and recurrent core alone). Runs already in the CSV are
-skipped, so the script resumes. Learning curves (episode returns seen during training) go to
-``<out>/curves/``; the plots (``learning_curves.png``, ``energy.png``,
+``policies/zoo.py``'s table, the same for every policy of a task. The runner is
+``policies.training`` (``run_one`` per run, ``run_matrix`` for the CSV). Every finished (task,
+policy, seed) is one row of ``<out>/results.csv``: final evaluation return (deterministic, 20
+episodes; 100 team episodes for spread-PO), training steps/s, firing rate of the readout layer,
+and energy per decision from ``policies.energy`` (whole actor, and recurrent core alone).
+Runs already in the CSV are skipped, so the script resumes. Learning curves (episode returns
+seen during training) go to ``<out>/curves/``; the plots (``learning_curves.png``, ``energy.png``,
 ``return_vs_energy.png``) and ``summary.md`` (the tables used by docs/RESULTS.md) are rebuilt at
 the end from everything in the CSV.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
 import sys
 import time
-from typing import Any, Callable, NamedTuple
 
 import numpy as np
-import torch
-from stable_baselines3.common.callbacks import BaseCallback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import policies  # noqa: E402
-import train_pomdp  # noqa: E402
-
-POMDP_TASKS = ["CartPole-P-v0", "CartPole-V-v0", "Pendulum-P-v0", "Pendulum-V-v0",
-               "LunarLander-P-v0", "LunarLander-V-v0", "CueRecall-v0"]
-MARL_TASKS = ["spread-PO"]
-POLICIES = ["grsn", "lif", "notap", "lstm", "mlp"]
-TASK_KWARGS = {"CueRecall-v0": dict(gap=15)}
-FIELDS = ["task", "policy", "seed", "timesteps", "eval_return", "eval_std", "steps_per_s",
-          "firing_rate", "energy_agent_nj", "energy_core_nj", "macs_agent", "acs_agent"]
-
-
-class CurveCallback(BaseCallback):
-    """Collects (timestep, episode return) pairs during training: Monitor's per-episode infos,
-    or for the MARL adapter the team return of each finished copy-episode."""
-
-    def __init__(self, marl: bool):
-        super().__init__()
-        self.marl = marl
-        self.points: list[tuple[int, float]] = []
-
-    def _on_step(self) -> bool:
-        infos = self.locals.get("infos", [])
-        if self.marl:
-            for team in policies.marl.team_episodes(infos):
-                self.points.append((self.num_timesteps, float(team["r"])))
-        else:
-            for info in infos:
-                if "episode" in info:
-                    self.points.append((self.num_timesteps, float(info["episode"]["r"])))
-        return True
-
-
-def energy_of(model, env_id: str, marl: bool, seed: int, env_kwargs: dict) -> dict:
-    """Energy per decision from real rollout observations of the trained model."""
-    from grsn_sj import energy
-
-    if marl:
-        import train_marl
-
-        env = train_marl.make_venv(env_id, 2, seed + 20_000)
-    else:
-        env = policies.make_env(env_id, 4, seed + 20_000, **env_kwargs)
-    obs, starts = energy.collect_observations(model, env, n_steps=128)
-    report = energy.estimate_energy(model.policy, obs, starts)
-    env.close()
-    core = report.core.energy_nj if report.core is not None else 0.0  # MLP: no memory core
-    return dict(energy_agent_nj=round(report.agent.energy_nj, 4), energy_core_nj=round(core, 4),
-                macs_agent=round(report.agent.macs, 1), acs_agent=round(report.agent.acs, 1))
-
-
-def task_config(task: str, quick: bool, timesteps: int | None = None) -> dict:
-    """The task's hyperparameters (train_pomdp's or train_marl's table), shrunk for ``quick``;
-    ``timesteps`` replaces the budget."""
-    if task in MARL_TASKS:
-        import train_marl
-
-        cfg = dict(train_marl.HYPERPARAMS)
-        if quick:
-            cfg.update(timesteps=3000, copies=2, n_steps=64, batch_size=128)
-    else:
-        cfg = train_pomdp.config_for(task)
-        if quick:
-            cfg.update(timesteps=2048, n_envs=4, n_steps=64, batch_size=128)
-    if timesteps is not None:
-        cfg["timesteps"] = timesteps
-    return cfg
-
-
-class Trained(NamedTuple):
-    """What :func:`train_one` returns: the trained model, the task's config, the training
-    episodes' ``(timestep, return)`` points, the training speed, and the env arguments used."""
-
-    model: Any
-    cfg: dict
-    curve: list
-    steps_per_s: float
-    env_kwargs: dict
-
-
-def train_one(task: str, policy: str, seed: int, quick: bool,
-              policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
-              timesteps: int | None = None) -> Trained:
-    """Train one (task, policy, seed) with the table's config; ``policy_kwargs`` /
-    ``env_kwargs`` (POMDP tasks only) change it, ``timesteps`` replaces the budget."""
-    marl = task in MARL_TASKS
-    if marl and (policy_kwargs or env_kwargs):
-        raise ValueError("policy_kwargs / env_kwargs are supported for the POMDP tasks only")
-    env_kwargs = {**TASK_KWARGS.get(task, {}), **(env_kwargs or {})}
-    cfg = task_config(task, quick, timesteps)
-    torch.manual_seed(seed)
-    if marl:
-        import train_marl
-
-        env = train_marl.make_venv(task, cfg["copies"], seed)
-        model = train_marl.build_model(policy, env, cfg, seed, "cpu")
-    else:
-        env = train_pomdp.make_train_env(task, cfg, seed, **env_kwargs)
-        model = train_pomdp.build_model(policy, env, cfg, seed, "cpu",
-                                        policy_kwargs=policy_kwargs)
-    curve = CurveCallback(marl)
-    t0 = time.time()
-    model.learn(cfg["timesteps"], callback=curve)
-    sps = cfg["timesteps"] / (time.time() - t0)
-    env.close()
-    return Trained(model, cfg, curve.points, sps, env_kwargs)
-
-
-def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
-            policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
-            name: str | None = None, timesteps: int | None = None) -> dict:
-    """Train (:func:`train_one`), evaluate and measure one (task, policy, seed); returns its
-    CSV row and writes its learning curve.
-
-    ``policy_kwargs`` / ``env_kwargs`` (POMDP tasks only) change the configuration, as
-    ``examples/levers.py`` does; ``name`` labels the learning curve file (default: the policy);
-    ``timesteps`` replaces the table's budget.
-    """
-    marl = task in MARL_TASKS
-    model, cfg, points, sps, env_kwargs = train_one(task, policy, seed, quick, policy_kwargs,
-                                                    env_kwargs, timesteps)
-
-    spiking = hasattr(model.policy, "cores")
-    if spiking:
-        model.policy.lstm_actor.reset_firing_stats()
-    if marl:
-        import train_marl
-
-        eval_env = train_marl.make_venv(task, cfg["copies"], seed + 10_000)
-        mean, std, _ = policies.marl.evaluate_team(model, eval_env, 10 if quick else 100)
-        eval_env.close()
-    else:
-        from stable_baselines3.common.evaluation import evaluate_policy
-
-        eval_env = policies.make_env(task, 4, seed + 10_000, **env_kwargs)
-        mean, std = evaluate_policy(model, eval_env, n_eval_episodes=5 if quick else 20,
-                                    deterministic=True)
-    rate = model.policy.lstm_actor.firing_rate() if spiking else float("nan")
-    row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["timesteps"],
-               eval_return=round(float(mean), 3), eval_std=round(float(std), 3),
-               steps_per_s=round(sps, 1), firing_rate=round(rate, 4))
-    row.update(energy_of(model, task, marl, seed, env_kwargs))
-    os.makedirs(os.path.join(out, "curves"), exist_ok=True)
-    with open(os.path.join(out, "curves", f"{task}_{name or policy}_{seed}.json"), "w") as f:
-        json.dump(points, f)
-    return row
-
-
-def _timed_run(fn: Callable[..., dict], job: dict) -> tuple[dict, dict, float]:
-    t0 = time.time()
-    row = fn(**job)
-    return job, row, time.time() - t0
-
-
-def _single_thread() -> None:
-    # numba's parallel kernels spin their worker threads; several processes that each keep
-    # numba's default thread count on a shared CPU ran 12x slower in this project's runs
-    import numba
-
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-
-
-def run_all(jobs: list[dict], n_parallel: int = 1, fn: Callable[..., dict] = run_one):
-    """Yield ``(job, row, seconds)`` for every ``row = fn(**job)`` (default :func:`run_one`): in
-    this process, in order, when ``n_parallel`` is 1; else in ``n_parallel`` spawned processes
-    (one torch thread each), as they finish. ``fn`` must be importable by name (a module-level
-    function) for the spawned processes."""
-    if n_parallel == 1:
-        for job in jobs:
-            yield _timed_run(fn, job)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    with ProcessPoolExecutor(n_parallel, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_single_thread) as pool:
-        futures = [pool.submit(_timed_run, fn, job) for job in jobs]
-        for fut in as_completed(futures):
-            yield fut.result()
-
-
-def append_row(path: str, row: dict, fields: list[str]) -> None:
-    """Append one row to the CSV at ``path`` (header first if the file is new)."""
-    new = not os.path.exists(path)
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fields)
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
-def budget_conflict(rows: list[dict], path: str, task: str, quick: bool,
-                    timesteps: int | None) -> str | None:
-    """The error message when the CSV ``path`` (read into ``rows``) holds ``task`` runs of
-    another budget than this run's, else ``None``: one CSV keeps one budget per task."""
-    budget = task_config(task, quick, timesteps)["timesteps"]
-    other = {int(r["timesteps"]) for r in rows if r["task"] == task} - {budget}
-    if other:
-        return (f"{path} has {task} runs of {sorted(other)} steps, this run asks for {budget}: "
-                "give a different budget its own --out folder")
-    return None
-
-
-class Diagnostic(NamedTuple):
-    """A per-(task, policy, seed) study on top of :func:`train_one` (``eval_modes.py``,
-    ``probe_velocity.py``), run by :func:`run_diagnostic`: ``fn(task, policy, seed, quick,
-    timesteps)`` returns one CSV row with the ``fields``; ``summary(rows)`` is the Markdown table;
-    ``describe(row)`` the line printed per finished run."""
-
-    name: str
-    fn: Callable[..., dict]
-    fields: list[str]
-    summary: Callable[[list[dict]], str]
-    describe: Callable[[dict], str]
-    envs: list[str]
-    default_env: str
-    policies: list[str]
-
-
-def run_diagnostic(diag: Diagnostic, argv, description: str) -> int:
-    """The command line of a :class:`Diagnostic`: one task (``--env``), ``--policies``,
-    ``--seeds``, ``--quick``, ``--timesteps``, ``--jobs`` and a resumable ``--out`` folder
-    (``results.csv``, ``summary.md``), as :func:`main` does for the reproduction."""
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default=diag.default_env, choices=diag.envs)
-    p.add_argument("--policies", nargs="+", default=list(diag.policies), choices=diag.policies)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--quick", action="store_true", help="tiny budgets and one seed (smoke run)")
-    p.add_argument("--timesteps", type=int, default=None,
-                   help="budget of every run instead of the table's (one budget per --out)")
-    p.add_argument("--out", default=None,
-                   help=f"output folder (default runs/{diag.name}[_quick])")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (see reproduce.py)")
-    args = p.parse_args(argv)
-    if args.jobs < 1:
-        p.error("--jobs must be >= 1")
-    if args.timesteps is not None and args.timesteps < 1:
-        p.error("--timesteps must be >= 1")
-    out = args.out or f"runs/{diag.name}" + ("_quick" if args.quick else "")
-    os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, "results.csv")
-    rows = load_rows(path)
-    conflict = budget_conflict(rows, path, args.env, args.quick, args.timesteps)
-    if conflict:
-        p.error(conflict)
-    done = {(r["task"], r["policy"], int(r["seed"])) for r in rows}
-    seeds = args.seeds[:1] if args.quick else args.seeds
-    jobs = [dict(task=args.env, policy=pol, seed=seed, quick=args.quick, timesteps=args.timesteps)
-            for pol in args.policies for seed in seeds if (args.env, pol, seed) not in done]
-    t_start = time.time()
-    for _, row, secs in run_all(jobs, args.jobs, fn=diag.fn):
-        append_row(path, row, diag.fields)
-        print(f"{diag.describe(row)} ({secs:.0f} s)", flush=True)
-    print(f"wall time {time.time() - t_start:.0f} s")
-    table = diag.summary(load_rows(path))
-    with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write(table)
-    print("\n" + table)
-    return 0
-
+from policies.training import (
+    CSV_FIELDS,
+    MARL_TASKS,
+    POLICIES,
+    POMDP_TASKS,
+    add_threads_option,
+    budget_conflict,
+    load_rows,
+    positive_int,
+    run_matrix,
+    set_threads,
+)
 
 # ------------------------------------------------------------------------------ reporting
-
-def load_rows(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
 
 def summary_table(rows: list[dict]) -> str:
     """Markdown: mean +- std of the final return over seeds, and energy per decision."""
@@ -429,20 +166,18 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=POMDP_TASKS + MARL_TASKS,
                    choices=POMDP_TASKS + MARL_TASKS)
-    p.add_argument("--policies", nargs="+", default=POLICIES, choices=POLICIES)
+    p.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--quick", action="store_true", help="tiny budgets and one seed (smoke run)")
     p.add_argument("--out", default=None, help="output folder (default runs/reproduce[_quick])")
     p.add_argument("--plots-only", action="store_true")
-    p.add_argument("--timesteps", type=int, default=None,
+    p.add_argument("--timesteps", type=positive_int, default=None,
                    help="budget of every run instead of the table's (one budget per --out)")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="runs in parallel, one process each with one torch thread (default 1)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="runs in parallel, one process each (default 1)")
+    add_threads_option(p)
     args = p.parse_args(argv)
-    if args.jobs < 1:
-        p.error("--jobs must be >= 1")
-    if args.timesteps is not None and args.timesteps < 1:
-        p.error("--timesteps must be >= 1")
+    set_threads(args.threads)
     out = args.out or ("runs/reproduce_quick" if args.quick else "runs/reproduce")
     seeds = args.seeds[:1] if args.quick else args.seeds
     os.makedirs(out, exist_ok=True)
@@ -454,14 +189,12 @@ def main(argv=None) -> int:
             conflict = budget_conflict(rows, path, task, args.quick, args.timesteps)
             if conflict:
                 p.error(conflict)
-        done = {(r["task"], r["policy"], int(r["seed"])) for r in rows}
-        pending = [dict(task=task, policy=policy, seed=seed, quick=args.quick, out=out,
-                        timesteps=args.timesteps)
-                   for task in args.tasks for policy in args.policies for seed in seeds
-                   if (task, policy, seed) not in done]
+        jobs = [dict(task=task, policy=policy, seed=seed, quick=args.quick, out=out,
+                     timesteps=args.timesteps)
+                for task in args.tasks for policy in args.policies for seed in seeds]
         t_start = time.time()
-        for _, row, secs in run_all(pending, args.jobs):
-            append_row(path, row, FIELDS)
+        for _, row, secs in run_matrix(path, jobs, CSV_FIELDS, ("task", "policy", "seed"),
+                                       n_parallel=args.jobs, threads=args.threads):
             print(f"{row['task']:<17} {row['policy']:<6} seed {row['seed']}: return "
                   f"{row['eval_return']:9.1f}  {row['energy_agent_nj']:8.2f} nJ/decision  "
                   f"({secs:.0f} s)", flush=True)

@@ -23,61 +23,44 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import train_pomdp  # noqa: E402
-from policies.marl import (  # noqa: E402
-    PettingZooVecEnv,
-    TeamMetricsCallback,
-    evaluate_team,
-    make_speaker_listener,
-    make_spread_po,
+from policies.marl import TeamMetricsCallback, evaluate_team
+from policies.training import (
+    POLICIES,
+    add_threads_option,
+    build_model,
+    make_task_env,
+    positive_int,
+    set_threads,
 )
-
-ENVS = {
-    "spread-PO": dict(env_fn=make_spread_po, agent_id=False),
-    "speaker-listener": dict(env_fn=make_speaker_listener, agent_id=True),
-}
-
-HYPERPARAMS = dict(timesteps=150_000, copies=8, n_steps=128, batch_size=512, n_epochs=8,
-                   learning_rate=1e-3, gamma=0.99, gae_lambda=0.95, ent_coef=0.01, hidden=64)
-
-
-def make_venv(env: str, copies: int, seed: int) -> PettingZooVecEnv:
-    spec = ENVS[env]
-    venv = PettingZooVecEnv(spec["env_fn"], copies, agent_id=spec["agent_id"])
-    venv.seed(seed)
-    return venv
-
-
-def build_model(policy: str, venv, cfg: dict, seed: int, device: str = "auto",
-                tensorboard=None, verbose: int = 0):
-    """The model for ``policy`` (grsn, lif, notap, lstm, mlp) with ``cfg``'s hyperparameters;
-    the same construction as ``train_pomdp.build_model``."""
-    return train_pomdp.build_model(policy, venv, cfg, seed, device, tensorboard,
-                                   verbose=verbose)
+from policies.zoo import config_for, marl_hyperparams
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="spread-PO", choices=sorted(ENVS))
-    p.add_argument("--policy", default="grsn", choices=sorted(train_pomdp.POLICIES))
-    p.add_argument("--timesteps", type=int, default=HYPERPARAMS["timesteps"],
-                   help="agent-steps (VecEnv rows x steps)")
-    p.add_argument("--copies", type=int, default=HYPERPARAMS["copies"])
+    p.add_argument("--env", default="spread-PO", choices=sorted(marl_hyperparams))
+    p.add_argument("--policy", default="grsn", choices=sorted(POLICIES))
+    p.add_argument("--timesteps", type=positive_int, default=None,
+                   help="agent-steps (VecEnv rows x steps; default: per task)")
+    p.add_argument("--copies", type=positive_int, default=None,
+                   help="environment copies (default: per task)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--save", default="runs/marl_model")
     p.add_argument("--tensorboard", default=None)
-    p.add_argument("--eval-episodes", type=int, default=100)
+    p.add_argument("--eval-episodes", type=positive_int, default=100)
     p.add_argument("--no-progress-bar", action="store_true")
+    add_threads_option(p)
     args = p.parse_args(argv)
-    if args.timesteps < 1 or args.copies < 1 or args.eval_episodes < 1:
-        p.error("--timesteps, --copies and --eval-episodes must be >= 1")
+    set_threads(args.threads)
+    cfg = config_for(args.env)
+    if args.timesteps is not None:
+        cfg["n_timesteps"] = args.timesteps
+    if args.copies is not None:
+        cfg["n_copies"] = args.copies
+    args.timesteps, args.copies = cfg["n_timesteps"], cfg["n_copies"]
 
-    cfg = dict(HYPERPARAMS)
-    venv = make_venv(args.env, args.copies, args.seed)
+    venv = make_task_env(args.env, args.copies, args.seed)
     model = build_model(args.policy, venv, cfg, args.seed, args.device, args.tensorboard)
     print(f"training {args.policy} on {args.env}: {venv.num_envs} rows ({args.copies} copies), "
           f"{args.timesteps} agent-steps, seed {args.seed}, torch threads "
@@ -86,11 +69,11 @@ def main(argv=None) -> int:
     model.learn(args.timesteps, callback=TeamMetricsCallback(),
                 progress_bar=not args.no_progress_bar)
     train_time = time.time() - t0
-    eval_venv = make_venv(args.env, args.copies, args.seed + 10_000)
+    eval_venv = make_task_env(args.env, args.copies, args.seed + 10_000)
     mean, std, episodes = evaluate_team(model, eval_venv, args.eval_episodes)
     print(f"\n{args.policy} on {args.env}: team return {mean:.1f} +- {std:.1f} "
-          f"over {len(episodes)} episodes (train {train_time:.0f} s, "
-          f"{args.timesteps / train_time:.0f} agent-steps/s)")
+          f"over {len(episodes)} episodes (trained {model.num_timesteps} agent-steps in "
+          f"{train_time:.1f} s, {model.num_timesteps / train_time:.0f} agent-steps/s)")
     if args.save:
         os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
         model.save(args.save)

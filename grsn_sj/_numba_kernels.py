@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import math
 
-import numba
 from numba import njit, prange
 
 _CACHE = True
@@ -185,12 +184,4 @@ def _backward_body(g_spike, g_h, g_c, g_v, g_cT, fg, ig, v0, c0, beta, mask, has
                     gc0[n, j] = gct * f
 
 
-def threading_layer() -> str:
-    """Numba's active threading layer (after the first parallel call)."""
-    try:
-        return numba.threading_layer()
-    except ValueError:
-        return "not initialised"
-
-
-__all__ = ["forward_kernel", "backward_kernel", "threading_layer"]
+__all__ = ["forward_kernel", "backward_kernel"]

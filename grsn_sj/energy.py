@@ -1,38 +1,33 @@
-r"""Energy per decision of a (spiking or conventional) SB3 policy, from real rollout activity.
+r"""Operation counts and energy of a network call: the generic counting of grsn_sj.
+
+This module knows ``nn.Linear``, ``nn.LSTM``, activation modules and the per-step operations of
+GRSN / LIF neurons; it knows nothing of reinforcement learning. The energy per decision of a
+Stable-Baselines3 policy (which modules are the deployed actor, rollouts, the report) is built
+on it in ``policies.energy`` (``estimate_energy``, ``collect_observations``, ``EnergyReport``).
 
 Public API
 ----------
 * :class:`EnergyConstants` -- energy per operation (default 45 nm, Horowitz 2014: 4.6 pJ per
   MAC, 0.9 pJ per AC, 0 pJ per activation), user-changeable.
-* :func:`estimate_energy` -- run a policy over rollout observations (the policy's own sequence
-  path with the recurrent state threaded and reset at episode starts), count every operation
-  and return an :class:`EnergyReport` **per decision**.
-* :func:`collect_observations` -- roll a trained model out in an environment (``predict`` with
-  state) and return ``(observations [T, n_envs, *obs_shape], episode_starts [T, n_envs])``.
-* :func:`count_ops` -- the same counting for any ``nn.Module`` call (totals, not per decision),
-  with the spike-carrying input columns of each ``nn.Linear`` given explicitly.
-* :class:`OpCounts`, :class:`EnergyReport`, :class:`NeuronOps` and the per-neuron tables
+* :func:`count_ops` -- total operations of one ``nn.Module`` call, with the spike-carrying input
+  columns of each ``nn.Linear`` given explicitly (``spike_columns``) or the full counting of
+  each ``nn.Linear`` declared (``counting``, e.g. from :func:`grsn_stack_counting`).
+* :func:`count_ops_by_module` -- the same counting, per module name, for any call.
+* :class:`LinearCounting` -- how one ``nn.Linear`` is counted (spike columns, the neurons its
+  outputs drive); :class:`CoreCounting` -- what a memory core declares about its counting;
+  :func:`grsn_stack_counting` -- that declaration for a :class:`~grsn_sj.RecurrentGRSN`.
+* :class:`OpCounts`, :class:`EnergyScope`, :class:`NeuronOps` and the per-neuron tables
   :data:`GRSN_NEURON_OPS`, :data:`LIF_NEURON_OPS`, :data:`LSTM_CELL_OPS`.
 
 Example::
 
-    from sb3_contrib import RecurrentPPO
-    import policies
-    from grsn_sj.energy import collect_observations, estimate_energy
-
-    env = policies.make_env("CartPole-V-v0", 4, seed=0)
-    model = RecurrentPPO.load("runs/cartpole_v_grsn.zip")
-    obs, starts = collect_observations(model, env, n_steps=500)
-    report = estimate_energy(model.policy, obs, starts)
-    print(report)                        # table: core / agent / agent + critic
-    report.agent.energy_nj               # deployment energy per decision, nJ
-
-What a "decision" is
---------------------
-One environment step of one agent: ``observations`` of shape ``[T, n_envs, ...]`` hold
-``T * n_envs`` decisions, and every count in an :class:`EnergyReport` is the total over the
-rollout divided by ``T * n_envs``. The counts are *measured*: spike-driven accumulates come from
-the spikes actually emitted on these observations, not from an assumed firing rate.
+    >>> import torch
+    >>> from grsn_sj import RecurrentGRSN
+    >>> from grsn_sj.energy import count_ops, grsn_stack_counting
+    >>> core = RecurrentGRSN(2, 4)
+    >>> c = count_ops(core, torch.randn(3, 1, 2), counting=grsn_stack_counting(core))
+    >>> c.synaptic_macs, c.neuron_macs   # 3 steps x Linear(2, 8); 3 x 4 neurons x 4 MACs
+    (48.0, 48.0)
 
 Counting conventions (every number in a report follows these)
 --------------------------------------------------------------
@@ -120,19 +115,6 @@ state bookkeeping of the RL library (episode-start masking, copies, reshapes), m
 **Energy**: ``E = mac_pj * macs + ac_pj * acs + activation_pj * activations`` with
 ``macs = synaptic_macs + neuron_macs`` and ``acs = synaptic_acs + neuron_acs``.
 
-Scopes of a report
-------------------
-* ``core``: the actor's recurrent memory alone -- ``policy.lstm_actor`` (for a spiking core:
-  its gate projections, spiking-layer synapses and neuron updates, *without* the ``spikes+obs``
-  shortcut embedding, which is an observation embedding). ``None`` for the MLP policy.
-* ``agent``: what runs at deployment -- the **actor path only**: features extractor, actor core
-  (with its shortcut embedding), ``mlp_extractor.policy_net`` and ``action_net``. The critic is
-  **not** counted here (it is only needed for training).
-* ``agent_with_critic``: the actor path plus the critic path (critic core ``lstm_critic`` or the
-  feed-forward ``critic`` Linear, ``mlp_extractor.value_net``, ``value_net``), i.e. what a
-  training-time forward pass costs. A core shared by actor and critic (``shared_lstm``) is
-  counted once.
-
 Why SpikingJelly's aten-level counters are not used for the counting itself
 ---------------------------------------------------------------------------
 SpikingJelly 2's ``op_counter`` has ``MACCounter`` / ``SynOpCounter`` / ``ACCounter`` (under
@@ -162,12 +144,10 @@ import math
 import numbers
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
-import numpy as np
 import torch
 import torch.nn as nn
-from spikingjelly.activation_based.neuron import BaseNode
 from spikingjelly.activation_based.op_counter.base import (
     ModuleCounter,
     ModuleCounterMode,
@@ -184,14 +164,14 @@ __all__ = [
     "ACTIVATION_MODULES",
     "OpCounts",
     "EnergyScope",
-    "EnergyReport",
-    "estimate_energy",
-    "collect_observations",
+    "LinearCounting",
+    "CoreCounting",
+    "ModuleOpCounts",
+    "grsn_stack_counting",
+    "check_constants",
     "count_ops",
+    "count_ops_by_module",
 ]
-
-ArrayLike = Union[np.ndarray, torch.Tensor]
-
 
 # --------------------------------------------------------------------------------------------
 # constants
@@ -303,7 +283,7 @@ class OpCounts:
 
     def energy_pj(self, constants: Optional[EnergyConstants] = None) -> float:
         """``mac_pj * macs + ac_pj * acs + activation_pj * activations`` (pJ)."""
-        c = _check_constants(constants)
+        c = check_constants(constants)
         return c.mac_pj * self.macs + c.ac_pj * self.acs + c.activation_pj * self.activations
 
     def __add__(self, other: "OpCounts") -> "OpCounts":
@@ -352,138 +332,85 @@ class EnergyScope:
         return self.counts.as_dict(self.constants)
 
 
+
+# --------------------------------------------------------------------------------------------
+# how a module is counted (declared by the module's owner)
+# --------------------------------------------------------------------------------------------
+
 @dataclass(frozen=True)
-class EnergyReport:
-    """Operations and energy **per decision** (one env step of one agent) of a policy,
-    measured on rollout observations. See the module docstring for every convention.
+class LinearCounting:
+    """How one ``nn.Linear`` is counted.
 
-    Scopes (each an :class:`EnergyScope`: ``macs``, ``acs``, ``neuron_ops``, ``activations``,
-    the ``synaptic_*`` / ``neuron_*`` breakdown, ``energy_pj``, ``energy_nj``):
-
-    * ``core``: the actor's recurrent core alone (``policy.lstm_actor`` without the
-      ``spikes+obs`` shortcut embedding); ``None`` for a policy without memory (MLP).
-    * ``agent``: the deployed agent = actor path only (features, actor core incl. shortcut,
-      actor MLP, action head). **The critic is not counted.**
-    * ``agent_with_critic``: actor path + critic path (critic core or feed-forward critic,
-      value MLP, value head); a shared core is counted once.
-
-    :param policy_name: class name of the policy.
-    :param n_decisions: ``T * n_envs`` decisions the counts are averaged over.
-    :param constants: the energy constants of the ``energy_*`` values.
-    :param firing_rate: mean firing rate (spikes per neuron per step, sub-steps included) of the
-        actor core's readout layer on these observations; ``None`` without a spiking core.
-    :param critic_firing_rate: the same for the critic's own spiking core, else ``None``.
-    :param per_module: per decision counts per module name (neuron updates under the neuron
-        module's name, or ``"<linear name> (LIF neurons)"``).
-    :param notes: remarks about the counting of this policy (e.g. a non-binary spike input).
+    :param spike_columns: the first ``spike_columns`` input columns carry spikes of a spiking
+        layer (``nnz * out_features`` ACs when the observed values are all 0/1, else MACs and a
+        note); the other columns are real (``rows * cols * out_features`` MACs). 0: all real.
+    :param neuron: the neuron model whose updates this Linear's outputs drive (``None``: none);
+        one update per ``outputs_per_neuron`` outputs, so the count follows the real number of
+        steps.
+    :param outputs_per_neuron: 2 for a GRSN gate projection ``[forget | input]``, 1 for LIF.
+    :param neuron_module: the module under whose name the neuron updates are filed (e.g. the
+        GRSN node); ``None``: the Linear itself.
+    :param neuron_label: appended to that name (e.g. ``" (LIF neurons)"``).
     """
 
-    policy_name: str
-    n_decisions: int
-    constants: EnergyConstants
-    core_counts: Optional[OpCounts]
-    agent_counts: OpCounts
-    agent_with_critic_counts: OpCounts
-    firing_rate: Optional[float] = None
-    critic_firing_rate: Optional[float] = None
-    per_module: Mapping[str, OpCounts] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
+    spike_columns: int = 0
+    neuron: Optional[NeuronOps] = None
+    outputs_per_neuron: int = 1
+    neuron_module: Optional[nn.Module] = None
+    neuron_label: str = ""
 
-    @property
-    def core(self) -> Optional[EnergyScope]:
-        """The actor's recurrent core alone (``None`` without one)."""
-        if self.core_counts is None:
-            return None
-        return EnergyScope(self.core_counts, self.constants)
 
-    @property
-    def agent(self) -> EnergyScope:
-        """The deployed agent: actor path only, critic not counted."""
-        return EnergyScope(self.agent_counts, self.constants)
+_REAL = LinearCounting()
 
-    @property
-    def agent_with_critic(self) -> EnergyScope:
-        """Actor path plus critic path."""
-        return EnergyScope(self.agent_with_critic_counts, self.constants)
 
-    def with_constants(self, constants: EnergyConstants) -> "EnergyReport":
-        """The same counts under other energy constants (no re-run)."""
-        return dataclasses.replace(self, constants=_check_constants(constants))
+@dataclass(frozen=True)
+class CoreCounting:
+    """What a memory core (e.g. ``policies.GRSNCore``) declares about how it is counted.
 
-    def as_dict(self) -> dict[str, Any]:
-        """Nested plain dict: scopes -> counts + ``energy_pj`` / ``energy_nj``, firing rates,
-        constants, per-module counts and notes."""
-        return {
-            "policy": self.policy_name,
-            "n_decisions": self.n_decisions,
-            "constants": dataclasses.asdict(self.constants),
-            "core": None if self.core is None else self.core.as_dict(),
-            "agent": self.agent.as_dict(),
-            "agent_with_critic": self.agent_with_critic.as_dict(),
-            "firing_rate": self.firing_rate,
-            "critic_firing_rate": self.critic_firing_rate,
-            "per_module": {k: v.as_dict(self.constants) for k, v in self.per_module.items()},
-            "notes": list(self.notes),
-        }
+    :param linears: ``{linear: LinearCounting}`` for the core's Linear layers that are not plain
+        real-input layers (spike inputs, neuron updates); any other Linear counts as real input.
+    :param readout_spike_columns: the core's output starts with this many spike columns (its
+        readout layer's spikes; 0 for a real-valued output such as a spike rate), which the
+        first Linear fed by the output counts as spike input.
+    :param outside_core: submodules of the core that are not its memory (e.g. an observation
+        shortcut embedding): counted with the agent but not in the core's own scope.
+    """
 
-    def __str__(self) -> str:
-        c = self.constants
-        head = (f"{self.policy_name}: operations and energy per decision, averaged over "
-                f"{self.n_decisions} decisions ({c.mac_pj:g} pJ/MAC, {c.ac_pj:g} pJ/AC, "
-                f"{c.activation_pj:g} pJ/activation)")
-        cols = ("scope", "dense MACs", "spike ACs", "neuron MACs", "neuron ACs", "activations",
-                "energy nJ")
-        rows = []
-        for label, scope in (("core (actor memory)", self.core),
-                             ("agent (actor, deployed)", self.agent),
-                             ("agent + critic", self.agent_with_critic)):
-            if scope is None:
-                rows.append((label, "-", "-", "-", "-", "-", "-"))
-                continue
-            rows.append((label, f"{scope.synaptic_macs:,.1f}", f"{scope.synaptic_acs:,.1f}",
-                         f"{scope.neuron_macs:,.1f}", f"{scope.neuron_acs:,.1f}",
-                         f"{scope.activations:,.1f}", f"{scope.energy_nj:,.4f}"))
-        widths = [max(len(r[i]) for r in (cols, *rows)) for i in range(len(cols))]
-        fmt = lambda r: "  ".join(  # noqa: E731
-            (r[0].ljust(widths[0]), *(r[i].rjust(widths[i]) for i in range(1, len(r)))))
-        lines = [head, fmt(cols), fmt(tuple("-" * w for w in widths)), *map(fmt, rows)]
-        if self.firing_rate is not None:
-            rate = f"readout firing rate: actor {self.firing_rate:.4f}"
-            if self.critic_firing_rate is not None:
-                rate += f", critic {self.critic_firing_rate:.4f}"
-            lines.append(rate + " spikes/neuron/step")
-        lines.extend(f"note: {n}" for n in self.notes)
-        return "\n".join(lines)
+    linears: Mapping[nn.Module, LinearCounting] = field(default_factory=dict)
+    readout_spike_columns: int = 0
+    outside_core: tuple[nn.Module, ...] = ()
+
+
+def grsn_stack_counting(stack: nn.Module) -> dict[nn.Module, LinearCounting]:
+    """The counting of a :class:`~grsn_sj.RecurrentGRSN`'s layers: layer ``l``'s gate projection
+    ``fc`` drives GRSN neurons (:data:`GRSN_NEURON_OPS`, two outputs per neuron, filed under the
+    layer's node) and is fed by spikes from layer 2 on; the ``spike_recurrence`` weight
+    ``recurrent`` is fed by the layer's own spikes."""
+    counting: dict[nn.Module, LinearCounting] = {}
+    for i, layer in enumerate(stack.layers):
+        counting[layer.fc] = LinearCounting(
+            spike_columns=0 if i == 0 else layer.fc.in_features, neuron=GRSN_NEURON_OPS,
+            outputs_per_neuron=2, neuron_module=layer.node)
+        recurrent = getattr(layer, "recurrent", None)
+        if isinstance(recurrent, nn.Linear):
+            counting[recurrent] = LinearCounting(spike_columns=recurrent.in_features)
+    return counting
 
 
 # --------------------------------------------------------------------------------------------
 # the counter (a SpikingJelly ModuleCounter)
 # --------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _LinearRole:
-    """How to count one ``nn.Linear``: ``spike_cols`` leading input columns carry spikes (0: the
-    input is real), and the neuron model its outputs drive (``outputs_per_neuron`` outputs per
-    neuron: 2 for a GRSN gate projection ``[forget | input]``, 1 for LIF)."""
-
-    spike_cols: int = 0
-    neuron: Optional[NeuronOps] = None
-    outputs_per_neuron: int = 1
-    neuron_key: str = ""
-
-
-_REAL = _LinearRole()
-
-
 class _OpCounter(ModuleCounter):
     """SpikingJelly ``ModuleCounter`` with rules for ``nn.Linear``, ``nn.LSTM`` and the
     activation modules; accumulates an :class:`OpCounts` per module name in ``self.ops`` and
     returns the total operation count (for SpikingJelly's scope records)."""
 
-    def __init__(self, names: Mapping[nn.Module, str], roles: Mapping[nn.Module, _LinearRole]):
+    def __init__(self, names: Mapping[nn.Module, str],
+                 counting: Mapping[nn.Module, LinearCounting]):
         super().__init__()
         self.names = names
-        self.roles = roles
+        self.counting = counting
         self.ops: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
         self.notes: list[str] = []
         self.rules = {("forward", nn.Linear): self._linear, ("forward", nn.LSTM): self._lstm}
@@ -506,10 +433,10 @@ class _OpCounter(ModuleCounter):
     def _linear(self, module: nn.Linear, args: tuple, kwargs: dict, out: torch.Tensor) -> int:
         x = self._first_input(args, kwargs)
         name = self.names.get(module, type(module).__name__)
-        role = self.roles.get(module, _REAL)
+        role = self.counting.get(module, _REAL)
         in_f, out_f = module.in_features, module.out_features
         rows = x.numel() // in_f if in_f else 0
-        k = min(role.spike_cols, in_f)
+        k = min(role.spike_columns, in_f)
         syn_mac = syn_ac = 0
         if k > 0:
             spikes = x[..., :k]
@@ -525,7 +452,9 @@ class _OpCounter(ModuleCounter):
         total = self._add(name, syn_mac=syn_mac, syn_ac=syn_ac)
         if role.neuron is not None:
             n = out.numel() // role.outputs_per_neuron
-            total += self._add(role.neuron_key, neu_mac=n * role.neuron.macs,
+            key = self.names.get(role.neuron_module if role.neuron_module is not None
+                                 else module, type(module).__name__) + role.neuron_label
+            total += self._add(key, neu_mac=n * role.neuron.macs,
                                neu_ac=n * role.neuron.acs, act=n * role.neuron.activations)
         return total
 
@@ -555,15 +484,32 @@ class _OpCounter(ModuleCounter):
         return {k: OpCounts(*map(float, v)) for k, v in self.ops.items()}
 
 
-def _run_counted(model: nn.Module, roles: Mapping[nn.Module, _LinearRole],
-                 call: Any) -> _OpCounter:
-    names = {}
+class ModuleOpCounts(NamedTuple):
+    """What :func:`count_ops_by_module` returns: totals per module name (neuron updates under the
+    name of the module their :class:`LinearCounting` names) and remarks about the counting."""
+
+    per_module: dict[str, OpCounts]
+    notes: tuple[str, ...]
+
+
+def count_ops_by_module(model: nn.Module, call: Callable[[], Any],
+                        counting: Optional[Mapping[nn.Module, LinearCounting]] = None,
+                        ) -> ModuleOpCounts:
+    """Count the operations of ``call()`` (which runs ``model`` or parts of it) per module of
+    ``model``, under ``torch.no_grad()``, with this module's conventions.
+
+    :param model: the network whose modules are counted (names as in ``named_modules``; the
+        root is named after its class).
+    :param call: a function of no argument that runs the network.
+    :param counting: ``{linear: LinearCounting}``; any other Linear has a real input.
+    """
+    names: dict[nn.Module, str] = {}
     for n, m in model.named_modules():
         names.setdefault(m, n if n else type(m).__name__)
-    counter = _OpCounter(names, roles)
+    counter = _OpCounter(names, counting or {})
     with torch.no_grad(), ModuleCounterMode([counter], model=model):
         call()
-    return counter
+    return ModuleOpCounts(counter.counts(), tuple(counter.notes))
 
 
 # --------------------------------------------------------------------------------------------
@@ -571,14 +517,16 @@ def _run_counted(model: nn.Module, roles: Mapping[nn.Module, _LinearRole],
 # --------------------------------------------------------------------------------------------
 
 def count_ops(module: nn.Module, *inputs: Any,
-              spike_columns: Optional[Mapping[nn.Module, int]] = None) -> OpCounts:
+              spike_columns: Optional[Mapping[nn.Module, int]] = None,
+              counting: Optional[Mapping[nn.Module, LinearCounting]] = None) -> OpCounts:
     """Total operations of one call ``module(*inputs)`` (not per decision), with this module's
     conventions (see the module docstring).
 
     Counted: every ``nn.Linear`` (MACs for real input columns, ACs for spike columns), every
     ``nn.LSTM`` (gate MACs + :data:`LSTM_CELL_OPS` per hidden unit and step) and every
-    activation module in :data:`ACTIVATION_MODULES`. Neuron updates of spiking layers are only
-    counted by :func:`estimate_energy`, which knows the policies' structure.
+    activation module in :data:`ACTIVATION_MODULES`. Neuron updates of spiking layers are
+    counted where a :class:`LinearCounting` in ``counting`` declares them (e.g.
+    :func:`grsn_stack_counting` for a :class:`~grsn_sj.RecurrentGRSN`).
 
     :param module: the network (called once under ``torch.no_grad()``).
     :param inputs: its positional arguments.
@@ -586,6 +534,9 @@ def count_ops(module: nn.Module, *inputs: Any,
         spikes (``k = linear.in_features`` for a fully spiking input). They are counted as ACs
         (``nonzero * out_features``) when the observed values are all 0/1, else as MACs. Any
         other ``Linear`` input is real-valued (MACs).
+    :param counting: ``{linear: LinearCounting}``, the full declaration (spike columns and the
+        neuron updates a Linear drives); a Linear in both arguments takes ``spike_columns``'s
+        ``k`` with ``counting``'s neurons.
 
     Example::
 
@@ -599,347 +550,40 @@ def count_ops(module: nn.Module, *inputs: Any,
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"count_ops needs an nn.Module, got {type(module).__name__}")
-    roles: dict[nn.Module, _LinearRole] = {}
+    members = set(map(id, module.modules()))
+    roles: dict[nn.Module, LinearCounting] = {}
+    for lin, role in (counting or {}).items():
+        if not isinstance(lin, nn.Linear) or not isinstance(role, LinearCounting):
+            raise TypeError("counting must map nn.Linear modules of `module` to LinearCounting, "
+                            f"got {type(lin).__name__} -> {type(role).__name__}")
+        if id(lin) not in members:
+            raise ValueError("counting names an nn.Linear that is not part of `module`")
+        roles[lin] = role
     for lin, k in (spike_columns or {}).items():
         if not isinstance(lin, nn.Linear):
             raise TypeError("spike_columns keys must be nn.Linear modules of `module`, got "
                             f"{type(lin).__name__}")
-        if not any(lin is m for m in module.modules()):
+        if id(lin) not in members:
             raise ValueError("spike_columns names an nn.Linear that is not part of `module`")
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not (
                 0 <= k <= lin.in_features):
             raise ValueError(f"spike_columns values must be ints in [0, in_features="
                              f"{lin.in_features}], got {k!r}")
-        roles[lin] = _LinearRole(spike_cols=int(k))
-    counter = _run_counted(module, roles, lambda: module(*inputs))
+        roles[lin] = dataclasses.replace(roles.get(lin, _REAL), spike_columns=int(k))
+    per_module, _ = count_ops_by_module(module, lambda: module(*inputs), roles)
     total = OpCounts()
-    for c in counter.counts().values():
+    for c in per_module.values():
         total = total + c
     return total
 
 
-# --------------------------------------------------------------------------------------------
-# policies
-# --------------------------------------------------------------------------------------------
-
-_ACTOR_PREFIXES = ("features_extractor", "pi_features_extractor", "lstm_actor",
-                   "mlp_extractor.policy_net", "action_net")
-_CRITIC_PREFIXES = ("vf_features_extractor", "lstm_critic", "critic",
-                    "mlp_extractor.value_net", "value_net")
-
-
-def _under(name: str, prefixes: Sequence[str]) -> bool:
-    return any(name == p or name.startswith(p + ".") for p in prefixes)
-
-
-def _first_linear(seq: nn.Module) -> Optional[nn.Linear]:
-    for m in seq.modules():
-        if isinstance(m, nn.Linear):
-            return m
-    return None
-
-
-def _resolve_policy(policy: Any):
-    from stable_baselines3.common.base_class import BaseAlgorithm
-    from stable_baselines3.common.policies import ActorCriticPolicy
-
-    if isinstance(policy, BaseAlgorithm):
-        policy = policy.policy
-    if not isinstance(policy, ActorCriticPolicy):
-        raise TypeError(
-            "estimate_energy needs an actor-critic policy: sb3-contrib's "
-            "RecurrentActorCriticPolicy (RecurrentPPO with 'MlpLstmPolicy', policies.GRSNPolicy, "
-            "policies.LIFPolicy, policies.NoTAPPolicy) or SB3's ActorCriticPolicy (PPO "
-            f"'MlpPolicy'); got {type(policy).__name__}. Pass model.policy (or the model)")
-    return policy
-
-
-def _check_modules(policy: nn.Module, names: Mapping[nn.Module, str]) -> None:
-    """Every module holding parameters must be one this module knows how to count."""
-    for module in policy.modules():
-        if module is policy or not any(True for _ in module.parameters(recurse=False)):
-            continue
-        if isinstance(module, (nn.Linear, nn.LSTM, BaseNode, nn.PReLU)):
-            continue
-        raise TypeError(
-            f"cannot count the operations of {names.get(module)} ({type(module).__name__}): "
-            "only nn.Linear, nn.LSTM, SpikingJelly neurons and activation modules are "
-            "supported (e.g. a CNN features extractor is not); use count_ops on the supported "
-            "parts or a FlattenExtractor policy")
-
-
-def _core_roles(core: Optional[nn.Module], names: Mapping[nn.Module, str],
-                roles: dict[nn.Module, _LinearRole], label: str) -> int:
-    """Register the roles of a core's Linear layers; return the number of spike columns of
-    its readout (0 for a real-valued readout)."""
-    from policies.cores import GRSNCore, LIFCore, NoTAPCore, SpikingCore
-
-    if core is None or isinstance(core, nn.LSTM):
-        return 0
-    if isinstance(core, (GRSNCore, NoTAPCore)):
-        for i, layer in enumerate(core.grsn.layers):
-            roles[layer.fc] = _LinearRole(
-                spike_cols=0 if i == 0 else layer.fc.in_features, neuron=GRSN_NEURON_OPS,
-                outputs_per_neuron=2, neuron_key=names[layer.node])
-            recurrent = getattr(layer, "recurrent", None)
-            if isinstance(recurrent, nn.Linear):
-                roles[recurrent] = _LinearRole(spike_cols=recurrent.in_features)
-        if isinstance(core, NoTAPCore) and core.sub_steps > 1:
-            return 0  # spike rate over the sub-steps: real-valued
-        return core.hidden_size
-    if isinstance(core, LIFCore):
-        ops = (LIF_NEURON_OPS_NONZERO_RESET if core.v_reset not in (None, 0.0)
-               else LIF_NEURON_OPS)
-        for i, fc in enumerate(core.fcs):
-            roles[fc] = _LinearRole(spike_cols=0 if i == 0 else fc.in_features, neuron=ops,
-                                    outputs_per_neuron=1,
-                                    neuron_key=f"{names[fc]} (LIF neurons)")
-        return core.hidden_size
-    if isinstance(core, SpikingCore):
-        raise TypeError(f"{label} is a {type(core).__name__}, a SpikingCore this estimator does "
-                        "not know; supported: GRSNCore, LIFCore, NoTAPCore, nn.LSTM")
-    raise TypeError(f"{label} is a {type(core).__name__}; supported memory cores: GRSNCore, "
-                    "LIFCore, NoTAPCore (policies) and nn.LSTM (sb3-contrib)")
-
-
-def _consumer_role(head_mlp: nn.Module, head: nn.Module, spike_cols: int,
-                   roles: dict[nn.Module, _LinearRole]) -> None:
-    """The first Linear fed by a core readout gets its spike columns."""
-    if spike_cols <= 0:
-        return
-    first = _first_linear(head_mlp) or (head if isinstance(head, nn.Linear) else None)
-    if first is not None:
-        roles[first] = _LinearRole(spike_cols=min(spike_cols, first.in_features))
-
-
-def _as_array(name: str, value: ArrayLike) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if not isinstance(value, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array or a torch tensor, got "
-                        f"{type(value).__name__}")
-    if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
-        raise TypeError(f"{name} must be numeric, got dtype {value.dtype}")
-    return value
-
-
-class _FiringStats:
-    """Resets the cores' readout spike counters for the measurement and restores them after,
-    so a training-time :class:`policies.FiringRateCallback` is not disturbed."""
-
-    def __init__(self, cores: Sequence[Optional[nn.Module]]):
-        self.cores = [c for c in cores if c is not None and hasattr(c, "firing_rate")
-                      and hasattr(c, "reset_firing_stats")]
-        self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def __enter__(self) -> "_FiringStats":
-        for core in self.cores:
-            self.saved.append((core.spike_sum.clone(), core.neuron_steps.clone()))
-            core.reset_firing_stats()
-        return self
-
-    def rate(self, core: Optional[nn.Module]) -> Optional[float]:
-        if core is None or core not in self.cores:
-            return None
-        return core.firing_rate()
-
-    def __exit__(self, *exc: Any) -> None:
-        for core, (spike_sum, steps) in zip(self.cores, self.saved):
-            core.spike_sum.copy_(spike_sum)
-            core.neuron_steps.copy_(steps)
-
-
-def estimate_energy(policy: Any, observations: ArrayLike,
-                    episode_starts: Optional[ArrayLike] = None,
-                    constants: EnergyConstants = EnergyConstants()) -> EnergyReport:
-    """Operations and energy **per decision** of ``policy`` on rollout observations.
-
-    The observations go through the policy's own forward pass as one sequence per
-    environment (sb3-contrib's ``_process_sequence`` path for recurrent policies): the state
-    starts at zero (an episode start) and is carried from step ``t`` to ``t + 1`` of each
-    environment, reset where ``episode_starts`` is 1 -- exactly as during the rollout. Actor and
-    critic both run once (deterministic actions); every ``nn.Linear`` / ``nn.LSTM`` /
-    activation call is counted with the conventions of the module docstring, and the report
-    splits the counts into ``core``, ``agent`` (actor path; critic **not** counted) and
-    ``agent_with_critic``.
-
-    :param policy: an SB3 ``ActorCriticPolicy`` (PPO ``"MlpPolicy"``) or an sb3-contrib
-        ``RecurrentActorCriticPolicy`` (``"MlpLstmPolicy"``, :class:`policies.GRSNPolicy`,
-        :class:`policies.LIFPolicy`, :class:`policies.NoTAPPolicy`), or a model (``PPO`` /
-        ``RecurrentPPO``) holding one. Its features extractor must be parameter-free or made of
-        ``Linear`` layers (the default ``FlattenExtractor``).
-    :param observations: ``[T, n_envs, *observation_space.shape]`` (numpy or torch), as the
-        policy saw them (e.g. from :func:`collect_observations`; normalised if the env was).
-    :param episode_starts: ``[T, n_envs]``, 1 where an episode starts at that step (the state
-        is reset before it); ``None``: one episode per environment (starts only at ``t = 0``).
-    :param constants: energy per operation.
-    :returns: an :class:`EnergyReport`.
-    :raises TypeError: not an actor-critic policy, a module it cannot count, non-numeric input.
-    :raises ValueError: wrongly shaped or non-finite observations / episode starts.
-    """
-    from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
-    from sb3_contrib.common.recurrent.type_aliases import RNNStates
-
-    policy = _resolve_policy(policy)
-    constants = _check_constants(constants)
-    if policy.observation_space.shape is None:
-        raise TypeError(f"{type(policy).__name__} has a {type(policy.observation_space).__name__}"
-                        " observation space; estimate_energy needs an array observation (Box, "
-                        "Discrete, MultiDiscrete, MultiBinary)")
-    obs_shape = tuple(policy.observation_space.shape)
-    obs = _as_array("observations", observations)
-    if obs.ndim != 2 + len(obs_shape) or tuple(obs.shape[2:]) != obs_shape:
-        raise ValueError(f"observations must be [T, n_envs, *obs_shape] = [T, n_envs, "
-                         f"{', '.join(map(str, obs_shape))}] (obs_shape from the policy's "
-                         f"observation space), got shape {tuple(obs.shape)}; for a single "
-                         "environment add the axis with observations[:, None]")
-    T, n_envs = int(obs.shape[0]), int(obs.shape[1])
-    if T == 0 or n_envs == 0:
-        raise ValueError(f"observations must hold at least one step of one environment, got "
-                         f"shape {tuple(obs.shape)}")
-    if not np.all(np.isfinite(obs.astype(np.float64, copy=False))):
-        raise ValueError("observations contain NaN or inf; pass the observations the policy "
-                         "acted on")
-    if episode_starts is None:
-        starts = np.zeros((T, n_envs), dtype=np.float32)
-        starts[0] = 1.0
-    else:
-        starts = _as_array("episode_starts", episode_starts).astype(np.float32)
-        if starts.shape != (T, n_envs):
-            raise ValueError(f"episode_starts must be [T, n_envs] = [{T}, {n_envs}] like the "
-                             f"observations' first two axes, got {tuple(starts.shape)}")
-        if not np.all((starts == 0) | (starts == 1)):
-            raise ValueError("episode_starts must hold 0/1 (or booleans): 1 where an episode "
-                             "starts at that step")
-
-    names: dict[nn.Module, str] = {}
-    for n, m in policy.named_modules():
-        names.setdefault(m, n if n else type(policy).__name__)
-    _check_modules(policy, names)
-
-    recurrent = isinstance(policy, RecurrentActorCriticPolicy)
-    roles: dict[nn.Module, _LinearRole] = {}
-    actor_core = critic_core = None
-    if recurrent:
-        actor_core = policy.lstm_actor
-        critic_core = policy.lstm_critic
-        actor_cols = _core_roles(actor_core, names, roles, "policy.lstm_actor")
-        critic_cols = _core_roles(critic_core, names, roles, "policy.lstm_critic")
-        if critic_core is None:
-            critic_cols = actor_cols if policy.shared_lstm else 0
-        _consumer_role(policy.mlp_extractor.policy_net, policy.action_net, actor_cols, roles)
-        _consumer_role(policy.mlp_extractor.value_net, policy.value_net, critic_cols, roles)
-
-    device = policy.device
-    # env-major rows (env 0's T steps, then env 1's ...): sb3-contrib's sequence layout
-    flat_obs = torch.as_tensor(np.ascontiguousarray(obs.swapaxes(0, 1)).reshape(
-        T * n_envs, *obs_shape), device=device)
-    flat_starts = torch.as_tensor(np.ascontiguousarray(starts.swapaxes(0, 1)).reshape(-1),
-                                  device=device)
-
-    def call() -> None:
-        if recurrent:
-            layers, _, hidden = policy.lstm_hidden_state_shape
-            z = lambda: torch.zeros(layers, n_envs, hidden, device=device)  # noqa: E731
-            states = RNNStates((z(), z()), (z(), z()))
-            policy.forward(flat_obs, states, flat_starts, deterministic=True)
-        else:
-            policy.forward(flat_obs, deterministic=True)
-
-    was_training = policy.training
-    policy.set_training_mode(False)
-    try:
-        with _FiringStats([actor_core, critic_core]) as stats:
-            counter = _run_counted(policy, roles, call)
-            rate = stats.rate(actor_core)
-            critic_rate = stats.rate(critic_core)
-    finally:
-        policy.set_training_mode(was_training)
-
-    per_decision = 1.0 / (T * n_envs)
-    per_module = {k: v.scaled(per_decision) for k, v in counter.counts().items()}
-    notes = list(counter.notes)
-    core = OpCounts() if recurrent else None
-    agent, with_critic = OpCounts(), OpCounts()
-    for name, counts in per_module.items():
-        in_actor = _under(name, _ACTOR_PREFIXES)
-        in_critic = _under(name, _CRITIC_PREFIXES)
-        if not (in_actor or in_critic):
-            in_actor = True
-            notes.append(f"{name} is neither on the actor nor on the critic path of a standard "
-                         "policy; counted in both agent scopes")
-        if in_actor:
-            agent = agent + counts
-        with_critic = with_critic + counts
-        if (recurrent and _under(name, ("lstm_actor",))
-                and not _under(name, ("lstm_actor.shortcut",))):
-            core = core + counts
-    if recurrent and policy.shared_lstm:
-        notes.append("actor and critic share one core: counted once in agent_with_critic")
-    return EnergyReport(
-        policy_name=type(policy).__name__, n_decisions=T * n_envs, constants=constants,
-        core_counts=core, agent_counts=agent, agent_with_critic_counts=with_critic,
-        firing_rate=rate, critic_firing_rate=critic_rate, per_module=per_module,
-        notes=tuple(notes))
-
-
-def collect_observations(model: Any, env: Any, n_steps: int,
-                         deterministic: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Roll ``model`` out in ``env`` for ``n_steps`` steps and return what its policy saw.
-
-    Acts with ``model.predict(obs, state=state, episode_start=starts, deterministic=...)``,
-    threading the recurrent state from step to step (SB3's VecEnvs reset a finished episode
-    automatically; ``starts`` is that env's ``done`` flag of the previous step, and 1 at the
-    first step).
-
-    :param model: an SB3 / sb3-contrib algorithm (``PPO``, ``RecurrentPPO``, ...) with
-        ``predict`` and ``policy``.
-    :param env: an SB3 ``VecEnv`` (e.g. :func:`policies.make_env`) or a single gymnasium
-        ``Env`` (wrapped in a ``DummyVecEnv``). Its observation space must be the model's.
-    :param n_steps: steps per environment (``T``), an int >= 1.
-    :param deterministic: act deterministically (default) or sample.
-    :returns: ``(observations [T, n_envs, *obs_shape], episode_starts [T, n_envs] float32)``,
-        ready for :func:`estimate_energy`.
-    """
-    import gymnasium as gym
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
-
-    if not (hasattr(model, "predict") and hasattr(model, "policy")):
-        raise TypeError(f"model must be an SB3 algorithm (PPO, RecurrentPPO, ...) with predict() "
-                        f"and .policy, got {type(model).__name__}")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
-        raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
-    if isinstance(env, gym.Env):
-        single = env
-        env = DummyVecEnv([lambda: single])
-    if not isinstance(env, VecEnv):
-        raise TypeError(f"env must be an SB3 VecEnv (e.g. policies.make_env(env_id, n_envs, "
-                        f"seed)) or a gymnasium Env, got {type(env).__name__}")
-    want = getattr(model.policy.observation_space, "shape", None)
-    if env.observation_space.shape != want:
-        raise ValueError(f"env observations have shape {env.observation_space.shape} but the "
-                         f"model expects {want}; build the env the model was trained on")
-    obs = env.reset()
-    if isinstance(obs, dict):
-        raise TypeError("dict observations are not supported; flatten them first")
-    n_envs = env.num_envs
-    starts = np.ones((n_envs,), dtype=bool)
-    state = None
-    observations, all_starts = [], []
-    for _ in range(int(n_steps)):
-        action, state = model.predict(obs, state=state, episode_start=starts,
-                                      deterministic=deterministic)
-        observations.append(np.array(obs, copy=True))
-        all_starts.append(starts.astype(np.float32))
-        obs, _, dones, _ = env.step(action)
-        starts = np.asarray(dones, dtype=bool)
-    return np.stack(observations), np.stack(all_starts)
-
-
-def _check_constants(constants: Optional[EnergyConstants]) -> EnergyConstants:
+def check_constants(constants: Optional[EnergyConstants]) -> EnergyConstants:
+    """``constants`` (``EnergyConstants()`` for None) if it is an :class:`EnergyConstants`, else a
+    TypeError naming it."""
     if constants is None:
         return EnergyConstants()
     if not isinstance(constants, EnergyConstants):
         raise TypeError(f"constants must be an EnergyConstants, got {type(constants).__name__}; "
                         "e.g. EnergyConstants(mac_pj=4.6, ac_pj=0.9)")
     return constants
+

@@ -48,8 +48,15 @@ __all__ = [
     "beta_from_tau",
     "check_threshold",
     "check_tau",
+    "check_tau_above_one",
+    "decay_logits",
     "check_v_reset",
     "check_positive_int",
+    "check_gate_dim",
+    "check_episode_starts",
+    "check_finite",
+    "check_float_input",
+    "check_state_dtype",
     "surrogate_spec",
     "SURROGATE_IDS",
 ]
@@ -122,6 +129,90 @@ def check_tau(tau: float) -> float:
             "the paper uses tau = 2.0"
         )
     return tau
+
+
+def check_tau_above_one(tau: float, option: str) -> float:
+    """``tau`` validated by :func:`check_tau` and > 1, for ``option`` (a feature that needs a
+    nonzero decay ``beta = 1 - 1/tau``: a learnable decay ``sigmoid(w)``, a LIF leak), else a
+    ValueError naming the option."""
+    tau = check_tau(tau)
+    if tau == 1.0:
+        raise ValueError(f"{option} needs tau > 1 so that beta = 1 - 1/tau > 0, got tau = "
+                         f"{tau}; the paper uses tau = 2.0")
+    return tau
+
+
+def decay_logits(tau: float, size: int, option: str) -> torch.Tensor:
+    """Initial value of a learnable per-neuron decay ``beta = sigmoid(w)``: ``[size]`` copies of
+    ``w = logit(1 - 1/tau)``, so that ``beta`` starts at the fixed-tau value (``tau > 1``)."""
+    beta0 = beta_from_tau(check_tau_above_one(tau, option))
+    return torch.full((check_positive_int(size, "size"),), math.log(beta0 / (1.0 - beta0)))
+
+
+def check_gate_dim(x: torch.Tensor, who: str, shape: Optional[tuple] = None) -> int:
+    """``H`` if the last dimension of ``x`` holds the gate pre-activations ``[forget | input]``,
+    an even ``2H > 0``; else a ValueError naming ``who`` and quoting ``shape`` (the shape the
+    user passed, default ``x.shape``)."""
+    two_h = x.shape[-1] if x.dim() else 0
+    if two_h == 0 or two_h % 2:
+        raise ValueError(
+            f"{who}'s last dimension holds the [forget | input] gate pre-activations and must be "
+            f"an even 2*H > 0, got shape {tuple(x.shape) if shape is None else tuple(shape)}; "
+            "put a Linear(in, 2*H) in front (grsn_sj.GRSN does)")
+    return two_h // 2
+
+
+def check_finite(x: torch.Tensor, who: str, name: str) -> None:
+    """A ValueError naming ``who``, the tensor ``name`` and the first NaN / inf element if a
+    floating-point ``x`` holds one (a NaN would make a neuron's state NaN for ever: it never
+    fires again, silently). One reduction (a sum, which is NaN or inf if an element is) when
+    ``x`` is finite; the index is looked up only on failure. Skipped while ``torch.compile``
+    traces (a data-dependent branch is a graph break)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        return  # not a float tensor: the type checks of the caller say what is wrong
+    if torch.compiler.is_compiling():
+        return  # a data-dependent branch would break the graph; eager calls check
+    if math.isfinite(x.sum().item()):
+        return  # a NaN or inf element makes the sum NaN or inf: one fast reduction
+    bad = (~torch.isfinite(x)).nonzero()
+    if bad.shape[0] == 0:
+        return  # finite elements whose sum overflowed
+    bad = tuple(bad[0].tolist())
+    raise ValueError(
+        f"{who} got a non-finite input: {name}[{', '.join(map(str, bad))}] = {x[bad].item()}; "
+        "a NaN or inf makes a neuron's state NaN for ever (it silently stops firing). Find where "
+        "it comes from (e.g. an environment observation, a diverged weight) or clean the input "
+        "with torch.nan_to_num")
+
+
+def check_float_input(x: torch.Tensor, who: str, dtype: Optional[torch.dtype] = None) -> None:
+    """A TypeError naming ``who`` unless ``x`` is a floating-point tensor (of ``dtype``, the
+    dtype of the weights it meets, when given)."""
+    if not x.is_floating_point():
+        raise TypeError(f"{who} expects a floating-point input, got {x.dtype}; convert it, e.g. "
+                        "x.float()")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{who} got a {x.dtype} input but its weights are {dtype}; convert the "
+                        f"input (x.to({dtype})) or the module (module.to({x.dtype}))")
+
+
+def check_state_dtype(state: torch.Tensor, name: str, x: torch.Tensor) -> None:
+    """A TypeError unless the state tensor ``name`` has the input's dtype (a mixed pair would
+    give float64 from the torch reference and float32 from a fused kernel)."""
+    if state.dtype != x.dtype:
+        raise TypeError(f"state {name} is {state.dtype} but the input is {x.dtype}; pass a state "
+                        f"of the input's dtype (e.g. {name}.to(x.dtype))")
+
+
+def check_episode_starts(starts, want: tuple, layout: str) -> None:
+    """An episode-start mask must be a tensor of shape ``want`` (described by ``layout``, e.g.
+    ``"[T, N]"``); else a TypeError / ValueError quoting both shapes."""
+    if not isinstance(starts, torch.Tensor):
+        raise TypeError(f"episode_starts must be a torch.Tensor {layout}, got "
+                        f"{type(starts).__name__}")
+    if tuple(starts.shape) != tuple(want):
+        raise ValueError(f"episode_starts must have shape {layout} = {tuple(want)}, got "
+                         f"{tuple(starts.shape)}")
 
 
 def beta_from_tau(tau: float) -> float:

@@ -9,7 +9,6 @@ subclass did not override the single step (as SpikingJelly's ``LIFNode`` guards 
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -21,10 +20,17 @@ from .functional import (
     GRSNSequence,
     apply_episode_start,
     beta_from_tau,
+    check_episode_starts,
+    check_finite,
+    check_float_input,
+    check_gate_dim,
     check_positive_int,
     check_tau,
     check_threshold,
     check_v_reset,
+    decay_logits,
+    grsn_charge,
+    grsn_fire_reset,
     grsn_step,
     initial_membrane,
 )
@@ -111,8 +117,7 @@ class GRSNNode(BaseNode):
         if learnable_tau and size is None:
             raise ValueError("learnable_tau=True needs size=H (the number of neurons) to create "
                              "one decay parameter per neuron")
-        if learnable_tau and tau == 1.0:
-            raise ValueError("learnable_tau needs tau > 1 (beta = sigmoid(w) cannot start at 0)")
+        w0 = decay_logits(tau, size, "learnable_tau") if learnable_tau else None
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode,
                          store_v_seq)
         self.register_memory("c", 0.0)
@@ -121,8 +126,7 @@ class GRSNNode(BaseNode):
         self.learnable_tau = bool(learnable_tau)
         self.backend = check_backend(backend)
         if self.learnable_tau:
-            beta0 = 1.0 - 1.0 / tau
-            self.w = nn.Parameter(torch.full((size,), math.log(beta0 / (1.0 - beta0))))
+            self.w = nn.Parameter(w0)
 
     # ---------------------------------------------------------------- parameters
     @property
@@ -140,27 +144,27 @@ class GRSNNode(BaseNode):
                 f"step_mode={self.step_mode}, backend={self.backend}")
 
     # ---------------------------------------------------------------- states
-    def _check_input(self, x: torch.Tensor) -> None:
+    def _check_input(self, x: torch.Tensor, shape: tuple) -> None:
+        """``x``: one step of the input; ``shape``: the shape the user passed (quoted)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"GRSNNode expects a torch.Tensor, got {type(x).__name__}")
-        two_h = x.shape[-1] if x.dim() else 0
-        if two_h == 0 or two_h % 2:
-            raise ValueError(
-                f"GRSNNode input's last dimension holds [forget | input] pre-activations and must "
-                f"be 2*H > 0, got shape {tuple(x.shape)}; put a Linear(in, 2*H) in front "
-                f"(grsn_sj.GRSN does)")
+        check_float_input(x, "GRSNNode")
+        two_h = 2 * check_gate_dim(x, "GRSNNode input", shape)
         if self.size is not None and two_h != 2 * self.size:
             raise ValueError(f"GRSNNode(size={self.size}) expects a last dimension of "
-                             f"{2 * self.size}, got {two_h}")
+                             f"{2 * self.size}, got {two_h} (input shape {tuple(shape)})")
 
     def materialize_states(self, inputs, states, step_mode):
         x = inputs[0]
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"GRSNNode expects a torch.Tensor, got {type(x).__name__}")
+        shape = tuple(x.shape)
         if step_mode == "m":
             if x.dim() < 2 or x.shape[0] == 0:
                 raise ValueError(f"multi-step input must be [T, N, ..., 2H] with T >= 1, got "
-                                 f"shape {tuple(x.shape)}")
+                                 f"shape {shape}")
             x = x[0]
-        self._check_input(x)
+        self._check_input(x, shape)
         shape = (*x.shape[:-1], x.shape[-1] // 2)
         out = []
         for value, init in zip(states, (initial_membrane(self.v_reset), 0.0)):
@@ -172,11 +176,7 @@ class GRSNNode(BaseNode):
         return tuple(out)
 
     def _check_mask(self, mask: torch.Tensor, x: torch.Tensor) -> None:
-        if not isinstance(mask, torch.Tensor):
-            raise TypeError(f"episode_starts must be a torch.Tensor, got {type(mask).__name__}")
-        if tuple(mask.shape) != tuple(x.shape[:-1]):
-            raise ValueError(f"episode_starts must have shape {tuple(x.shape[:-1])} (the input "
-                             f"without its last dimension), got {tuple(mask.shape)}")
+        check_episode_starts(mask, x.shape[:-1], "(the input's shape without its last dimension)")
 
     # ---------------------------------------------------------------- functional forward
     def single_step_functional_forward(self, inputs, states, **kwargs):
@@ -204,33 +204,41 @@ class GRSNNode(BaseNode):
         if self._step_overridden():
             return super().multi_step_functional_forward(inputs, states, **kwargs)
         mask = inputs[1] if len(inputs) > 1 else None
-        seq = self.multi_step_sequence(inputs[0], states[0], states[1], mask)
+        seq = self.multi_step_sequence(inputs[0], states[0], states[1], mask,
+                                       check_input=False)  # multi_step_forward checked it
         return (seq.spike_seq,), (seq.v, seq.c)
 
     def multi_step_sequence(self, x_seq: torch.Tensor, v: torch.Tensor, c: torch.Tensor,
-                            episode_starts: Optional[torch.Tensor] = None) -> GRSNSequence:
+                            episode_starts: Optional[torch.Tensor] = None,
+                            check_input: bool = True) -> GRSNSequence:
         """The fused op's whole result over ``T`` steps with explicit state: spikes, membrane
         before reset ``h_seq``, gated current ``c_seq`` and the final ``(v, c)`` (a
         :class:`~grsn_sj.functional.GRSNSequence`), for callers that read more than the spikes
         (e.g. a membrane readout). ``x_seq`` is ``[T, *batch, 2H]``; ``episode_starts``
-        ``[T, *batch]`` or ``None``.
+        ``[T, *batch]`` or ``None``; ``check_input``: raise a ValueError on a NaN / inf in
+        ``x_seq`` (``False`` for a caller that checked its own input).
 
         :raises TypeError: the subclass overrides the single step (there is no fused op for it).
         """
         if self._step_overridden():
             raise TypeError(f"{type(self).__name__} overrides single_step_functional_forward, so "
                             "the fused op does not apply; use multi_step_functional_forward")
+        if check_input:
+            check_finite(x_seq, "GRSNNode", "x_seq")
         return grsn_multi_step(x_seq, v, c, self.beta, self.v_threshold, self.v_reset,
                                self.surrogate_function, self.detach_reset,
-                               reset_mask=episode_starts, backend=self.backend)
+                               reset_mask=episode_starts, backend=self.backend,
+                               check_input=False)
 
     # ---------------------------------------------------------------- module forward
     def single_step_forward(self, x: torch.Tensor, episode_starts: Optional[torch.Tensor] = None):
+        check_finite(x, "GRSNNode", "x")
         args = () if episode_starts is None else (episode_starts,)
         return super().single_step_forward(x, *args)
 
     def multi_step_forward(self, x_seq: torch.Tensor,
                            episode_starts: Optional[torch.Tensor] = None):
+        check_finite(x_seq, "GRSNNode", "x")
         args = () if episode_starts is None else (episode_starts,)
         return super().multi_step_forward(x_seq, *args)
 
@@ -242,6 +250,22 @@ class GRSN(nn.Module):
     ``'s'``) or ``[T, N, in]`` (``'m'``), output spikes with ``hidden_features`` on the last
     dimension. ``functional.reset_net`` / ``set_step_mode`` reach its node.
 
+    ``spike_recurrence=True`` (spec §3 variant, off by default; the authors' code has it
+    commented out): the gates also see the layer's own previous spikes, ``[a_f | a_i] =
+    W x_t + U o_{t-1}``, with ``U`` the bias-free ``Linear(H, 2H)`` :attr:`recurrent`
+    (initialised to zero, so the variant starts as the plain GRSN). That needs a matmul per step,
+    so the layer runs a Python loop over ``T`` (the same :func:`~grsn_sj.functional.grsn_charge`
+    / :func:`~grsn_sj.functional.grsn_fire_reset` math, no fused op).
+
+    **The first state slot** (``node.v`` in stateful use, the ``v`` argument of
+    :meth:`multi_step_sequence`): the membrane *after* reset ``v`` in the plain GRSN; with
+    ``spike_recurrence`` the membrane *before* reset ``h_{t-1}``, from which both the previous
+    spike ``o_{t-1} = Θ(h_{t-1} - θ)`` and the post-reset membrane follow -- two tensors then
+    still hold the whole state (``v`` alone does not determine the previous spike). In both
+    cases the initial value is ``initial_membrane(v_reset)`` (0 for soft reset), so a reset
+    state means the same thing. :attr:`state_names` says which: ``("v", "c")`` or
+    ``("h", "c")``.
+
     :param in_features: input features.
     :param hidden_features: number of GRSN neurons ``H``.
     :param bias: whether the gate projection has a bias.
@@ -250,6 +274,7 @@ class GRSN(nn.Module):
     :param input_bias: added to the input pre-activation's initial bias (0 = PyTorch's default
         init; about 1 makes the neurons fire at initialisation for inputs of order 1, since the
         steady-state membrane is ``relu(a_i)`` and the threshold is 1).
+    :param spike_recurrence: feed the layer's previous spikes into its gates (see above).
     :param node_kwargs: everything :class:`GRSNNode` accepts (tau, v_threshold, v_reset,
         surrogate_function, detach_reset, learnable_tau, step_mode, backend).
 
@@ -265,10 +290,14 @@ class GRSN(nn.Module):
     """
 
     def __init__(self, in_features: int, hidden_features: int, bias: bool = True,
-                 forget_bias: float = 0.0, input_bias: float = 0.0, **node_kwargs):
+                 forget_bias: float = 0.0, input_bias: float = 0.0,
+                 spike_recurrence: bool = False, **node_kwargs):
         super().__init__()
         self.in_features = check_positive_int(in_features, "in_features")
         self.hidden_features = check_positive_int(hidden_features, "hidden_features")
+        if not isinstance(spike_recurrence, bool):
+            raise TypeError(f"spike_recurrence must be a bool, got "
+                            f"{type(spike_recurrence).__name__}")
         self.fc = nn.Linear(in_features, 2 * hidden_features, bias=bias)
         if bias:
             with torch.no_grad():
@@ -277,6 +306,22 @@ class GRSN(nn.Module):
         elif forget_bias or input_bias:
             raise ValueError("forget_bias / input_bias need bias=True")
         self.node = GRSNNode(size=hidden_features, **node_kwargs)
+        self.spike_recurrence = spike_recurrence
+        #: ``U``, the bias-free ``Linear(H, 2H)`` of the previous spikes (``None`` without
+        #: spike recurrence).
+        self.recurrent: Optional[nn.Linear] = None
+        if spike_recurrence:
+            # zero-initialised, so it draws nothing from the random generator (the other
+            # weights of a seeded model are those of the plain GRSN)
+            self.recurrent = nn.utils.skip_init(nn.Linear, hidden_features,
+                                                2 * hidden_features, bias=False)
+            nn.init.zeros_(self.recurrent.weight)
+
+    @property
+    def state_names(self) -> tuple[str, str]:
+        """What the two state slots hold: ``("v", "c")``, or ``("h", "c")`` with spike
+        recurrence (the first slot then holds the membrane before reset)."""
+        return ("h", "c") if self.spike_recurrence else ("v", "c")
 
     @property
     def step_mode(self) -> str:
@@ -293,4 +338,70 @@ class GRSN(nn.Module):
             raise ValueError(f"GRSN({self.in_features}, {self.hidden_features}) expects "
                              f"{self.in_features} features on the last dimension, got shape "
                              f"{tuple(x.shape)}")
-        return self.node(self.fc(x), episode_starts)
+        check_float_input(x, "GRSN", self.fc.weight.dtype)
+        if self.step_mode == "m" and (x.dim() < 2 or x.shape[0] == 0):
+            raise ValueError(f"GRSN({self.in_features}, {self.hidden_features}) in multi-step "
+                             f"mode expects [T, N, ..., {self.in_features}] (time first) with "
+                             f"T >= 1, got shape {tuple(x.shape)}; for one step use "
+                             "step_mode='s' or add the time axis with x[None]")
+        check_finite(x, "GRSN", "x")
+        if not self.spike_recurrence:
+            return self.node(self.fc(x), episode_starts)
+        return self._stateful_recurrent_forward(x, episode_starts)
+
+    def multi_step_sequence(self, x_seq: torch.Tensor, v: torch.Tensor, c: torch.Tensor,
+                            episode_starts: Optional[torch.Tensor] = None,
+                            check_input: bool = True) -> GRSNSequence:
+        """``T`` steps with explicit state: ``x_seq [T, *batch, in_features]``, the state slots
+        ``v`` (see :attr:`state_names`: ``h`` with spike recurrence) and ``c``, each
+        ``[*batch, H]``, ``episode_starts [T, *batch]`` or ``None``. Returns a
+        :class:`~grsn_sj.functional.GRSNSequence` whose ``v`` is the first slot to carry on.
+        ``check_input``: raise a ValueError on a NaN / inf in ``x_seq`` (``False`` for a caller
+        that checked its own input; the gate pre-activations are then not checked again)."""
+        if check_input:
+            if not isinstance(x_seq, torch.Tensor):
+                raise TypeError(f"x_seq must be a torch.Tensor, got {type(x_seq).__name__}")
+            check_float_input(x_seq, "GRSN", self.fc.weight.dtype)
+            check_finite(x_seq, "GRSN", "x_seq")
+        if not self.spike_recurrence:
+            return self.node.multi_step_sequence(self.fc(x_seq), v, c, episode_starts,
+                                                 check_input=False)
+        node = self.node
+        hidden = self.hidden_features
+        gates_x = self.fc(x_seq)
+        fire = (node.v_threshold, node.v_reset, node.surrogate_function, node.detach_reset)
+        h = v
+        spikes, hs, cs = [], [], []
+        for t in range(x_seq.shape[0]):
+            if episode_starts is not None:
+                h, c = apply_episode_start(h, c, episode_starts[t], node.v_reset)
+            o_prev, v_prev = grsn_fire_reset(h, *fire)
+            pre = gates_x[t] + self.recurrent(o_prev)
+            h, c = grsn_charge(pre[..., :hidden], pre[..., hidden:], v_prev, c, node.beta)
+            spikes.append(grsn_fire_reset(h, *fire)[0])
+            hs.append(h)
+            cs.append(c)
+        return GRSNSequence(torch.stack(spikes), torch.stack(hs), torch.stack(cs), h, c)
+
+    def _stateful_recurrent_forward(self, x: torch.Tensor,
+                                    episode_starts: Optional[torch.Tensor]) -> torch.Tensor:
+        """SpikingJelly-style stateful call with spike recurrence: the state lives in the node's
+        memories (``node.v`` holding ``h``, see the class docstring), so ``reset_net`` resets
+        it."""
+        node = self.node
+        multi = node.step_mode == "m"  # forward checked the input's shape for this mode
+        x_seq = x if multi else x.unsqueeze(0)
+        if episode_starts is not None:
+            check_episode_starts(episode_starts, x.shape[:-1],
+                                 "(the input's shape without its last dimension)")
+            episode_starts = episode_starts if multi else episode_starts.unsqueeze(0)
+        shape = (*x_seq.shape[1:-1], self.hidden_features)
+        states = []
+        for value, init in zip((node.v, node.c), (initial_membrane(node.v_reset), 0.0)):
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+                value = torch.full(shape, init, dtype=x.dtype, device=x.device)
+            states.append(value.to(dtype=x.dtype, device=x.device))
+        seq = self.multi_step_sequence(x_seq, states[0], states[1], episode_starts,
+                                       check_input=False)  # forward checked x
+        node.v, node.c = seq.v, seq.c
+        return seq.spike_seq if multi else seq.spike_seq[0]

@@ -34,6 +34,10 @@ from torch import Tensor
 
 from .functional import (
     GRSNSequence,
+    check_episode_starts,
+    check_finite,
+    check_gate_dim,
+    check_state_dtype,
     check_threshold,
     check_v_reset,
     grsn_multi_step_reference,
@@ -292,14 +296,9 @@ def _check_sequence_args(x_seq, v, c, reset_mask):
             f"x_seq must be [T, *batch, 2H] (time first), got shape {tuple(x_seq.shape)}")
     if not x_seq.is_floating_point():
         raise TypeError(f"x_seq must be a floating point tensor, got {x_seq.dtype}")
-    T, two_h = x_seq.shape[0], x_seq.shape[-1]
-    if T == 0:
+    if x_seq.shape[0] == 0:
         raise ValueError("x_seq has T = 0 time steps; pass at least one step")
-    if two_h == 0 or two_h % 2:
-        raise ValueError(
-            f"the last dimension of x_seq holds [forget | input] pre-activations and must be "
-            f"2*H > 0, got {two_h}; project the input to 2*hidden features (grsn_sj.GRSN does)")
-    state_shape = (*x_seq.shape[1:-1], two_h // 2)
+    state_shape = (*x_seq.shape[1:-1], check_gate_dim(x_seq, "x_seq"))
     for name, s in (("v", v), ("c", c)):
         if not isinstance(s, Tensor):
             raise TypeError(f"state {name} must be a torch.Tensor, got {type(s).__name__}")
@@ -307,23 +306,27 @@ def _check_sequence_args(x_seq, v, c, reset_mask):
             raise ValueError(
                 f"state {name} has shape {tuple(s.shape)} but x_seq {tuple(x_seq.shape)} needs "
                 f"{state_shape}; reset the state (functional.reset_net) or pass matching states")
+        check_state_dtype(s, name, x_seq)
     if reset_mask is not None:
-        if not isinstance(reset_mask, Tensor):
-            raise TypeError(
-                f"episode_starts must be a torch.Tensor, got {type(reset_mask).__name__}")
-        if tuple(reset_mask.shape) != tuple(x_seq.shape[:-1]):
-            raise ValueError(
-                f"episode_starts must have shape [T, *batch] = {tuple(x_seq.shape[:-1])}, got "
-                f"{tuple(reset_mask.shape)}")
+        check_episode_starts(reset_mask, x_seq.shape[:-1], "[T, *batch]")
+
+
+def _check_beta(beta, hidden: int) -> None:
+    """beta: a float, a one-element tensor or an ``[H]`` tensor."""
+    if isinstance(beta, Tensor):
+        if beta.numel() != 1 and tuple(beta.shape) != (hidden,):
+            raise ValueError(f"beta must be a float, a scalar or an [H] = [{hidden}] tensor, got "
+                             f"shape {tuple(beta.shape)}")
+        if not beta.is_floating_point():
+            raise TypeError(f"beta must be a floating-point tensor, got {beta.dtype}")
+    elif isinstance(beta, bool) or not isinstance(beta, (int, float)):
+        raise TypeError(f"beta must be a float or a tensor, got {type(beta).__name__}")
 
 
 def _beta_vector(beta, hidden: int, like: Tensor) -> Tensor:
     if isinstance(beta, Tensor):
         if beta.numel() == 1:
             return beta.reshape(1).to(like.dtype).expand(hidden).contiguous()
-        if tuple(beta.shape) != (hidden,):
-            raise ValueError(f"beta must be a float, a scalar or an [H] = [{hidden}] tensor, got "
-                             f"shape {tuple(beta.shape)}")
         return beta.to(like.dtype).contiguous()
     return torch.full((hidden,), float(beta), dtype=like.dtype, device=like.device)
 
@@ -339,6 +342,7 @@ def grsn_multi_step(
     detach_reset: bool = False,
     reset_mask: Optional[Tensor] = None,
     backend: str = "auto",
+    check_input: bool = True,
 ) -> GRSNSequence:
     """Run the GRSN over ``T`` steps with explicit state.
 
@@ -352,15 +356,23 @@ def grsn_multi_step(
     :param detach_reset: detach the spike used in the reset from the graph.
     :param reset_mask: ``None`` or ``[T, *batch]``; 1 resets the row's state before step t.
     :param backend: ``'auto'``, ``'torch'``, ``'numba'`` or ``'cupy'``.
+    :param check_input: raise a ValueError naming the first NaN / inf of ``x_seq`` (one sum when
+        there is none); ``False`` for a caller that checked the tensor it was given.
     :returns: :class:`~grsn_sj.functional.GRSNSequence` ``(spike_seq, h_seq, c_seq, v, c)``.
     """
     if surrogate_function is None:
         from spikingjelly.activation_based import surrogate
 
         surrogate_function = surrogate.ATan()
+    if not callable(surrogate_function):
+        raise TypeError(f"surrogate_function must be a SpikingJelly surrogate module, e.g. "
+                        f"surrogate.ATan(), got {type(surrogate_function).__name__}")
     v_threshold = check_threshold(v_threshold)
     v_reset = check_v_reset(v_reset)
     _check_sequence_args(x_seq, v, c, reset_mask)
+    _check_beta(beta, x_seq.shape[-1] // 2)
+    if check_input:
+        check_finite(x_seq, "grsn_multi_step", "x_seq")
     chosen = resolve_backend(backend, x_seq.device, surrogate_function)
     if chosen == "torch":
         return grsn_multi_step_reference(x_seq, v, c, beta, v_threshold, v_reset,

@@ -8,10 +8,11 @@ import torch.nn as nn
 from spikingjelly.activation_based import surrogate
 
 from .functional import (
-    apply_episode_start,
+    check_episode_starts,
+    check_finite,
+    check_float_input,
     check_positive_int,
-    grsn_charge,
-    grsn_fire_reset,
+    check_state_dtype,
     initial_membrane,
 )
 from .neuron import GRSN
@@ -48,8 +49,9 @@ class RecurrentGRSN(nn.Module):
     * ``input``: ``[T, N, input_size]`` (time first, like ``nn.LSTM`` with
       ``batch_first=False``).
     * ``state``: ``None`` (initial state) or ``(v, c)``, each ``[num_layers, N, hidden_size]``:
-      membrane after reset and gated current per layer -- the two slots an LSTM's ``(h, c)``
-      occupies, so RecurrentPPO's state buffers fit unchanged.
+      membrane after reset (before reset with ``spike_recurrence``, see below) and gated current
+      per layer -- the two slots an LSTM's ``(h, c)`` occupies, so RecurrentPPO's state buffers
+      fit unchanged.
     * ``episode_starts``: ``None`` or ``[T, N]``; where nonzero, that row's state (every layer)
       goes back to its initial value before step ``t``.
     * ``output``: spikes of the last layer, ``[T, N, hidden_size]``.
@@ -60,14 +62,13 @@ class RecurrentGRSN(nn.Module):
     The module keeps no state between calls (unlike a SpikingJelly node in stateful use): the
     caller threads ``(v, c)`` like an ``nn.LSTM``'s ``(h, c)``.
 
-    ``spike_recurrence=True`` (spec §3 variant, off by default; the authors' code has it
-    commented out): the gates also see the layer's own previous spikes, ``[a_f | a_i] =
-    W x_t + U o_{t-1}`` with a bias-free ``U`` (``layers[l].recurrent``, initialised to zero so
-    the variant starts as the plain GRSN). That needs a per-step matmul, so each layer runs a
-    Python loop over ``T`` (the same ``grsn_charge`` / ``grsn_fire_reset`` math, no fused op).
-    The state stays two tensors, but its first slot then holds the membrane *before* reset,
-    ``h_{t-1}``, from which both the previous spike ``o_{t-1} = Θ(h_{t-1} - θ)`` and the
-    post-reset membrane follow -- so no information is lost between calls.
+    ``spike_recurrence=True`` (spec §3 variant, off by default): every layer is a
+    ``GRSN(..., spike_recurrence=True)``, whose gates also see its own previous spikes through
+    its bias-free ``layers[l].recurrent`` (initialised to zero; a Python loop over ``T``, no
+    fused op). **The first state slot then holds the membrane before reset** ``h`` instead of
+    ``v`` (see :class:`~grsn_sj.GRSN`: ``v`` alone does not determine the previous spike);
+    :attr:`state_names` says which, and zeros (``initial_state``) are an episode start either
+    way.
 
     :param input_size: features of the input.
     :param hidden_size: neurons per layer ``H``.
@@ -115,26 +116,28 @@ class RecurrentGRSN(nn.Module):
         self.num_layers = check_positive_int(num_layers, "num_layers")
         self.layers = nn.ModuleList(
             GRSN(input_size if i == 0 else hidden_size, hidden_size, bias=bias,
-                 forget_bias=forget_bias, input_bias=input_bias, tau=tau,
-                 v_threshold=v_threshold, v_reset=v_reset,
-                 surrogate_function=surrogate_function, detach_reset=detach_reset,
-                 learnable_tau=learnable_tau, step_mode="m", backend=backend)
+                 forget_bias=forget_bias, input_bias=input_bias,
+                 spike_recurrence=spike_recurrence, tau=tau, v_threshold=v_threshold,
+                 v_reset=v_reset, surrogate_function=surrogate_function,
+                 detach_reset=detach_reset, learnable_tau=learnable_tau, step_mode="m",
+                 backend=backend)
             for i in range(num_layers)
         )
-        if not isinstance(spike_recurrence, bool):
-            raise TypeError("spike_recurrence must be a bool")
         self.spike_recurrence = spike_recurrence
-        if spike_recurrence:
-            for layer in self.layers:
-                layer.recurrent = nn.Linear(hidden_size, 2 * hidden_size, bias=False)
-                nn.init.zeros_(layer.recurrent.weight)
+
+    @property
+    def state_names(self) -> tuple[str, str]:
+        """What the two state slots hold: ``("v", "c")``, or ``("h", "c")`` with spike
+        recurrence (membrane before reset in the first slot)."""
+        return self.layers[0].state_names
 
     @property
     def v_reset(self) -> Optional[float]:
         return self.layers[0].node.v_reset
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> State:
-        """The state at an episode start: ``v`` = 0 (or ``v_reset``), ``c`` = 0."""
+        """The state at an episode start: first slot (``v``, or ``h`` with spike recurrence)
+        = 0 (or ``v_reset``), ``c`` = 0."""
         shape = (self.num_layers, batch_size, self.hidden_size)
         v = torch.full(shape, initial_membrane(self.v_reset), device=device, dtype=dtype)
         return v, torch.zeros(shape, device=device, dtype=dtype)
@@ -148,21 +151,20 @@ class RecurrentGRSN(nn.Module):
                              f"{tuple(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError("input has T = 0 time steps; pass at least one step")
+        check_float_input(x, "RecurrentGRSN", self.layers[0].fc.weight.dtype)
+        check_finite(x, "RecurrentGRSN", "input")
         if state is not None:
             if not (isinstance(state, (tuple, list)) and len(state) == 2):
                 raise TypeError("state must be None or a tuple (v, c) of two tensors")
             want = (self.num_layers, x.shape[1], self.hidden_size)
-            for name, s in zip(("v", "c"), state):
+            for name, s in zip(self.state_names, state):
                 if not isinstance(s, torch.Tensor) or tuple(s.shape) != want:
                     got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
                     raise ValueError(f"state {name} must be [num_layers, N, hidden_size] = "
                                      f"{want}, got {got}")
+                check_state_dtype(s, name, x)
         if episode_starts is not None:
-            if not isinstance(episode_starts, torch.Tensor):
-                raise TypeError("episode_starts must be a torch.Tensor [T, N]")
-            if tuple(episode_starts.shape) != tuple(x.shape[:2]):
-                raise ValueError(f"episode_starts must be [T, N] = {tuple(x.shape[:2])}, got "
-                                 f"{tuple(episode_starts.shape)}")
+            check_episode_starts(episode_starts, x.shape[:2], "[T, N]")
 
     def forward(self, input: torch.Tensor, state: Optional[State] = None,
                 episode_starts: Optional[torch.Tensor] = None):
@@ -178,33 +180,10 @@ class RecurrentGRSN(nn.Module):
         x = input
         vs, cs = [], []
         for i, layer in enumerate(self.layers):
-            if self.spike_recurrence:
-                x, h_seq, (v, c) = self._recurrent_layer(layer, x, state[0][i], state[1][i],
-                                                         episode_starts)
-            else:
-                seq = layer.node.multi_step_sequence(layer.fc(x), state[0][i], state[1][i],
-                                                     episode_starts)
-                x, h_seq, v, c = seq.spike_seq, seq.h_seq, seq.v, seq.c
-            vs.append(v)
-            cs.append(c)
+            # the input was checked for NaN / inf above; deeper layers see spikes
+            seq = layer.multi_step_sequence(x, state[0][i], state[1][i], episode_starts,
+                                            check_input=False)
+            x, h_seq = seq.spike_seq, seq.h_seq
+            vs.append(seq.v)
+            cs.append(seq.c)
         return RecurrentGRSNOutput(x, h_seq, (torch.stack(vs), torch.stack(cs)))
-
-    @staticmethod
-    def _recurrent_layer(layer: GRSN, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
-                         episode_starts: Optional[torch.Tensor]):
-        """One layer with spike recurrence: spikes, membranes before reset and the state
-        ``(h, c)`` with ``h`` before reset."""
-        node = layer.node
-        hidden = layer.hidden_features
-        gates_x = layer.fc(x)
-        fire = (node.v_threshold, node.v_reset, node.surrogate_function, node.detach_reset)
-        spikes, hs = [], []
-        for t in range(x.shape[0]):
-            if episode_starts is not None:
-                h, c = apply_episode_start(h, c, episode_starts[t], node.v_reset)
-            o_prev, v_prev = grsn_fire_reset(h, *fire)
-            pre = gates_x[t] + layer.recurrent(o_prev)
-            h, c = grsn_charge(pre[..., :hidden], pre[..., hidden:], v_prev, c, node.beta)
-            spikes.append(grsn_fire_reset(h, *fire)[0])
-            hs.append(h)
-        return torch.stack(spikes), torch.stack(hs), (h, c)

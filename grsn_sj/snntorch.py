@@ -20,7 +20,16 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 
 from spikingjelly.activation_based import surrogate
 
-from .functional import beta_from_tau, check_positive_int, check_tau, check_threshold, grsn_step
+from .functional import (
+    beta_from_tau,
+    check_finite,
+    check_float_input,
+    check_positive_int,
+    check_tau,
+    check_threshold,
+    decay_logits,
+    grsn_step,
+)
 
 __all__ = ["GRSN", "reset_net"]
 
@@ -109,8 +118,6 @@ class GRSN(snntorch.SpikingNeuron):
                              f"resets after a spike), got {reset_mechanism!r}")
         check_threshold(threshold)
         self.tau = check_tau(tau)
-        if learn_beta and self.tau == 1.0:
-            raise ValueError("learn_beta needs tau > 1 (beta = sigmoid(w) cannot start at 0)")
         super().__init__(threshold=threshold,
                          spike_grad=surrogate.ATan() if spike_grad is None else spike_grad,
                          init_hidden=init_hidden, learn_threshold=learn_threshold,
@@ -121,9 +128,7 @@ class GRSN(snntorch.SpikingNeuron):
         self.fc = nn.Linear(input_size, 2 * hidden_size, bias=bias)
         self.learn_beta = bool(learn_beta)
         if self.learn_beta:
-            beta0 = beta_from_tau(self.tau)
-            self.w = nn.Parameter(torch.full((hidden_size,),
-                                             float(torch.logit(torch.tensor(beta0)))))
+            self.w = nn.Parameter(decay_logits(self.tau, hidden_size, "learn_beta"))
         self.register_buffer("v", torch.zeros(0), persistent=False)
         self.register_buffer("c", torch.zeros(0), persistent=False)
 
@@ -169,6 +174,8 @@ class GRSN(snntorch.SpikingNeuron):
         if not isinstance(input_, torch.Tensor) or input_.shape[-1:] != (self.input_size,):
             got = tuple(input_.shape) if isinstance(input_, torch.Tensor) else type(input_)
             raise ValueError(f"input must be [..., input_size={self.input_size}], got {got}")
+        check_float_input(input_, "grsn_sj.snntorch.GRSN", self.fc.weight.dtype)
+        check_finite(input_, "grsn_sj.snntorch.GRSN", "input_")
         v, c = self._state_for(input_, state)
         pre = self.fc(input_)
         H = self.hidden_size

@@ -22,14 +22,33 @@ from .marl import (
     make_speaker_listener,
     make_spread_po,
 )
-from .recurrent import GRSNPolicy, LIFPolicy, NoTAPPolicy, SpikingRecurrentPolicy
+from .recurrent import (
+    CnnGRSNPolicy,
+    CnnLIFPolicy,
+    CnnNoTAPPolicy,
+    GRSNPolicy,
+    GRUPolicy,
+    LIFPolicy,
+    MultiInputGRSNPolicy,
+    MultiInputLIFPolicy,
+    MultiInputNoTAPPolicy,
+    NoTAPPolicy,
+    SpikingRecurrentPolicy,
+)
 
 register_envs()
 
 __all__ = [
+    "CnnGRSNPolicy",
+    "CnnLIFPolicy",
+    "CnnNoTAPPolicy",
+    "MultiInputGRSNPolicy",
+    "MultiInputLIFPolicy",
+    "MultiInputNoTAPPolicy",
     "FiringRateCallback",
     "GRSNCore",
     "GRSNPolicy",
+    "GRUPolicy",
     "LIFCore",
     "LIFPolicy",
     "NoTAPCore",

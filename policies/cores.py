@@ -20,18 +20,34 @@ from spikingjelly.activation_based import functional as sj_functional
 from spikingjelly.activation_based import surrogate
 
 from grsn_sj import RecurrentGRSN
+from grsn_sj.energy import (
+    LIF_NEURON_OPS,
+    LIF_NEURON_OPS_NONZERO_RESET,
+    CoreCounting,
+    LinearCounting,
+    grsn_stack_counting,
+)
 from grsn_sj.functional import (
     check_positive_int,
-    check_tau,
+    check_tau_above_one,
     check_threshold,
     check_v_reset,
     initial_membrane,
     reset_membrane,
 )
 
-__all__ = ["SpikingCore", "GRSNCore", "LIFCore", "NoTAPCore"]
+__all__ = ["SpikingCore", "GRSNCore", "LIFCore", "NoTAPCore", "GRUCore"]
 
 State = tuple[torch.Tensor, torch.Tensor]
+
+
+def segments(episode_starts: torch.Tensor) -> list[tuple[int, int]]:
+    """``[(a, b), ...]``: the time ranges of a ``[T, N]`` episode-start mask inside which no
+    copy starts an episode (a start may only fall on a range's first step ``a``)."""
+    T = episode_starts.shape[0]
+    starts = episode_starts.bool().any(1).tolist()
+    cut = [0] + [t for t in range(1, T) if starts[t]] + [T]
+    return list(zip(cut[:-1], cut[1:]))
 
 
 class SpikingCore(nn.Module):
@@ -77,6 +93,17 @@ class SpikingCore(nn.Module):
         :meth:`reset_firing_stats`; NaN if no step was taken."""
         return float(self.spike_sum / self.neuron_steps)
 
+    def op_counting(self) -> CoreCounting:
+        """How :func:`policies.energy.estimate_energy` counts this core (a
+        :class:`grsn_sj.energy.CoreCounting`); every concrete core declares it."""
+        raise TypeError(f"{type(self).__name__} does not declare how its operations are "
+                        "counted: implement op_counting() returning a grsn_sj.energy.CoreCounting "
+                        "(see GRSNCore.op_counting)")
+
+    def _outside_core(self) -> tuple[nn.Module, ...]:
+        """The observation shortcut embedding is part of the agent, not of the memory."""
+        return () if self.shortcut is None else (self.shortcut,)
+
     def _count(self, spikes: torch.Tensor) -> None:
         with torch.no_grad():
             self.spike_sum += spikes.sum(dtype=torch.float64)
@@ -96,7 +123,8 @@ class GRSNCore(SpikingCore):
     carried across steps and reset at episode starts inside the fused op.
 
     State slots: ``(v - v_init, c)`` per layer (``v_init`` = 0 for soft reset, ``v_reset`` for
-    hard reset), so that all-zero slots are exactly the initial state. Also accepts
+    hard reset; ``h - v_init`` with ``spike_recurrence``, see :class:`grsn_sj.GRSN`), so that
+    all-zero slots are exactly the initial state. Also accepts
     ``readout="spikes+membrane"`` (see :class:`SpikingCore`).
     """
 
@@ -107,6 +135,12 @@ class GRSNCore(SpikingCore):
         super().__init__(input_size, hidden_size, num_layers, readout, shortcut_dim)
         self.grsn = RecurrentGRSN(input_size, hidden_size, num_layers, **grsn_kwargs)
         self._v_init = initial_membrane(self.grsn.v_reset)
+
+    def op_counting(self) -> CoreCounting:
+        """The GRSN stack's layers (:func:`grsn_sj.energy.grsn_stack_counting`); the readout's
+        first ``hidden_size`` columns are spikes."""
+        return CoreCounting(grsn_stack_counting(self.grsn), self.hidden_size,
+                            self._outside_core())
 
     def forward(self, features: torch.Tensor, state: State,
                 episode_starts: torch.Tensor) -> tuple[torch.Tensor, State]:
@@ -133,9 +167,7 @@ class LIFCore(SpikingCore):
                  tau: float = 2.0, v_threshold: float = 1.0, v_reset: Optional[float] = None,
                  surrogate_function=surrogate.ATan(), detach_reset: bool = False):
         super().__init__(input_size, hidden_size, num_layers, readout, shortcut_dim)
-        self.tau = check_tau(tau)
-        if self.tau == 1.0:
-            raise ValueError("LIF needs tau > 1")
+        self.tau = check_tau_above_one(tau, "LIFCore")
         self.v_threshold = check_threshold(v_threshold)
         self.v_reset = check_v_reset(v_reset)
         self.surrogate_function = surrogate_function
@@ -147,12 +179,20 @@ class LIFCore(SpikingCore):
             for fc in self.fcs:
                 fc.bias.add_(float(input_bias))
 
+    def op_counting(self) -> CoreCounting:
+        """Each ``Linear`` drives ``H`` LIF neurons (spike input from layer 2 on); the readout is
+        spikes."""
+        ops = (LIF_NEURON_OPS_NONZERO_RESET if self.v_reset not in (None, 0.0)
+               else LIF_NEURON_OPS)
+        linears = {fc: LinearCounting(spike_columns=0 if i == 0 else fc.in_features, neuron=ops,
+                                      neuron_label=" (LIF neurons)")
+                   for i, fc in enumerate(self.fcs)}
+        return CoreCounting(linears, self.hidden_size, self._outside_core())
+
     def _layer(self, x: torch.Tensor, v: torch.Tensor, starts: torch.Tensor):
         """One layer over [T, N, H] inputs: fused between episode starts."""
-        T = x.shape[0]
-        cut = [0] + [t for t in range(1, T) if bool(starts[t].any())] + [T]
         outs = []
-        for a, b in zip(cut[:-1], cut[1:]):
+        for a, b in segments(starts):
             v = reset_membrane(v, starts[a], self.v_reset)
             spikes, v, _ = sj_functional.lif_multi_step(
                 x[a:b], v, self.tau, True, self.v_threshold, self.v_reset,
@@ -185,6 +225,12 @@ class NoTAPCore(SpikingCore):
         self.sub_steps = check_positive_int(sub_steps, "sub_steps")
         self.grsn = RecurrentGRSN(input_size, hidden_size, num_layers, **grsn_kwargs)
 
+    def op_counting(self) -> CoreCounting:
+        """The GRSN stack, counted at every sub-step; the readout is a spike rate over the
+        sub-steps (real-valued, so the heads cost MACs) unless there is one sub-step."""
+        return CoreCounting(grsn_stack_counting(self.grsn),
+                            self.hidden_size if self.sub_steps == 1 else 0, self._outside_core())
+
     def forward(self, features, state, episode_starts):
         T, N, F = features.shape
         x = features.reshape(1, T * N, F).expand(self.sub_steps, T * N, F)
@@ -193,3 +239,30 @@ class NoTAPCore(SpikingCore):
         rate = spikes.mean(0).reshape(T, N, self.hidden_size)
         return self._readout(rate, features), (torch.zeros_like(state[0]),
                                                torch.zeros_like(state[1]))
+
+
+class GRUCore(nn.Module):
+    """A plain ``nn.GRU`` with the cores' interface (the paper's RNN baseline; sb3-contrib has
+    no GRU policy). State slots: ``(h, 0)``; ``h`` is reset to zero at episode starts. Whole
+    sequences run through cuDNN/ATen's fused GRU between episode starts (one call per range of
+    :func:`segments`). Not spiking: the latent is ``h``.
+
+    :param gru_kwargs: passed to :class:`torch.nn.GRU` (e.g. ``dropout``, ``bias``).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, **gru_kwargs):
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = check_positive_int(hidden_size, "hidden size")
+        self.num_layers = check_positive_int(num_layers, "number of layers")
+        self.output_dim = hidden_size
+        self.gru = nn.GRU(input_size, hidden_size, num_layers, **gru_kwargs)
+
+    def forward(self, features: torch.Tensor, state: State,
+                episode_starts: torch.Tensor) -> tuple[torch.Tensor, State]:
+        h, outs = state[0], []
+        for a, b in segments(episode_starts):
+            h = h * (1.0 - episode_starts[a]).view(1, -1, 1)
+            out, h = self.gru(features[a:b], h.contiguous())
+            outs.append(out)
+        return torch.cat(outs), (h, torch.zeros_like(state[1]))

@@ -23,15 +23,24 @@ import torch as th
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    NatureCNN,
+)
 from stable_baselines3.common.type_aliases import Schedule
 from spikingjelly.activation_based import surrogate
 from torch import nn
 
-from .cores import GRSNCore, LIFCore, NoTAPCore, SpikingCore
+from .cores import GRSNCore, GRUCore, LIFCore, NoTAPCore, SpikingCore
 
-__all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "LIFPolicy", "NoTAPPolicy"]
+__all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "LIFPolicy", "NoTAPPolicy", "GRUPolicy",
+           "CnnGRSNPolicy", "MultiInputGRSNPolicy", "CnnLIFPolicy", "MultiInputLIFPolicy",
+           "CnnNoTAPPolicy", "MultiInputNoTAPPolicy"]
 
+_CRITIC_CORES = ("same", "shared", "lstm")
+_AUX_LOSSES = (None, "obs_diff")
 _ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _LSTM_ALIASES = {"lstm_hidden_size": "grsn_hidden_size", "n_lstm_layers": "n_grsn_layers",
                  "shared_lstm": "shared_grsn", "enable_critic_lstm": "enable_critic_grsn"}
@@ -95,6 +104,10 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         v_reset: Optional[float] = None,
         surrogate_function: surrogate.SurrogateFunctionBase = surrogate.ATan(),
         detach_reset: bool = False,
+        aux_loss: Optional[str] = None,
+        aux_coef: float = 1.0,
+        aux_hidden: int = 64,
+        critic_core: str = "same",
         **lstm_style_kwargs: Any,
     ):
         _check_spaces(type(self).__name__, observation_space, action_space,
@@ -110,6 +123,15 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         if shared and critic:
             raise ValueError("choose shared_grsn=True (actor and critic share one core) or "
                              "enable_critic_grsn=True (a separate critic core), not both")
+        if critic_core not in _CRITIC_CORES:
+            raise ValueError(f"{type(self).__name__}: critic_core must be one of "
+                             f"{_CRITIC_CORES}, got {critic_core!r}")
+        if critic_core != "same" and not critic:
+            raise ValueError(f"critic_core={critic_core!r} needs a critic core of its own "
+                             "(enable_critic_grsn=True, shared_grsn=False)")
+        if aux_loss not in _AUX_LOSSES:
+            raise ValueError(f"{type(self).__name__}: aux_loss must be one of {_AUX_LOSSES}, "
+                             f"got {aux_loss!r}")
         self.core_kwargs = dict(readout=readout, shortcut_dim=shortcut_dim,
                                 input_bias=input_bias, tau=tau,
                                 v_threshold=v_threshold, v_reset=v_reset,
@@ -126,8 +148,23 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         )
         # replace the parent's LSTMs (and a feed-forward critic sized for them)
         self.lstm_actor = self._make_core(self.features_dim, hidden, layers)
-        if self.lstm_critic is not None:
+        if self.lstm_critic is not None and critic_core == "same":
             self.lstm_critic = self._make_core(self.features_dim, hidden, layers)
+        elif self.lstm_critic is not None and critic_core == "shared":
+            # one core, run for the actor and for the critic (each with its own carried
+            # state): the value loss backpropagates into the actor's memory
+            self.lstm_critic = self.lstm_actor
+        self.aux_kwargs = dict(aux_loss=aux_loss, aux_coef=aux_coef, aux_hidden=aux_hidden,
+                               critic_core=critic_core)
+        self.aux_decoder = (nn.Sequential(nn.Linear(self._latent_dim, aux_hidden), nn.ReLU(),
+                                          nn.Linear(aux_hidden, self.features_dim))
+                            if aux_loss == "obs_diff" else None)
+        self._aux_stash: Optional[list] = None
+        self.last_aux_loss = float("nan")
+        #: False: evaluate_actions leaves the auxiliary loss out of the returned graph and keeps
+        #: it in ``last_aux_tensor`` instead (used by policies.diagnostics to measure it apart)
+        self.aux_inject = True
+        self.last_aux_tensor: Optional[th.Tensor] = None
         if self.critic is not None:
             self.critic = nn.Linear(self.features_dim, self._latent_dim)
         self.to(self.device)
@@ -152,22 +189,44 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             data.pop(key, None)
         data.update(grsn_hidden_size=self.lstm_actor.hidden_size,
                     n_grsn_layers=self.lstm_actor.num_layers, shared_grsn=self.shared_lstm,
-                    enable_critic_grsn=self.enable_critic_lstm, **self.core_kwargs)
+                    enable_critic_grsn=self.enable_critic_lstm, **self.core_kwargs,
+                    **self.aux_kwargs)
         return data
+
+    def evaluate_actions(self, obs, actions, lstm_states, episode_starts):
+        if self.aux_decoder is None:
+            return super().evaluate_actions(obs, actions, lstm_states, episode_starts)
+        self._aux_stash = []
+        try:
+            values, log_prob, entropy = super().evaluate_actions(obs, actions, lstm_states,
+                                                                 episode_starts)
+            features, latent, starts = self._aux_stash[0]
+        finally:
+            self._aux_stash = None
+        aux = _obs_diff_loss(self.aux_decoder, features, latent, starts)
+        self.last_aux_loss = float(aux.detach())
+        if not self.aux_inject:
+            self.last_aux_tensor = aux
+            return values, log_prob, entropy
+        self.last_aux_tensor = None
+        coef = float(self.aux_kwargs["aux_coef"])
+        return values, _InjectGrad.apply(log_prob, aux, coef), entropy
 
     def _process_sequence(self, features: th.Tensor, lstm_states: tuple[th.Tensor, th.Tensor],
                           episode_starts: th.Tensor, lstm: SpikingCore
                           ) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
         """The whole sequence in one core call, episode starts handled inside it."""
-        n_seq = lstm_states[0].shape[1]
-        features_sequence = features.reshape((n_seq, -1, features.shape[-1])).swapaxes(0, 1)
-        starts = episode_starts.reshape((n_seq, -1)).swapaxes(0, 1)
-        latent, states = lstm(features_sequence, lstm_states, starts)
-        return th.flatten(latent.transpose(0, 1), start_dim=0, end_dim=1), states
+        if isinstance(lstm, nn.LSTM):
+            return super()._process_sequence(features, lstm_states, episode_starts, lstm)
+        stash = self._aux_stash if lstm is self.lstm_actor else None
+        return _core_sequence(features, lstm_states, episode_starts, lstm, stash)
 
     def cores(self) -> list[SpikingCore]:
         """The spiking cores of this policy (actor, and critic if it has its own)."""
-        return [m for m in (self.lstm_actor, self.lstm_critic) if m is not None]
+        cores = [self.lstm_actor]
+        if isinstance(self.lstm_critic, SpikingCore) and self.lstm_critic is not self.lstm_actor:
+            cores.append(self.lstm_critic)
+        return cores
 
 
 class GRSNPolicy(SpikingRecurrentPolicy):
@@ -239,21 +298,137 @@ class NoTAPPolicy(SpikingRecurrentPolicy):
         return data
 
 
+def _with_extractor(base: type, extractor: type, kind: str) -> type:
+    """``base`` with another default features extractor (sb3-contrib's Cnn / MultiInput
+    pattern): every argument of ``base`` still applies."""
+
+    def __init__(self, *args, features_extractor_class: type[BaseFeaturesExtractor] = extractor,
+                 **kwargs):
+        base.__init__(self, *args, features_extractor_class=features_extractor_class, **kwargs)
+
+    doc = (f"{base.__name__} for {kind} observations: the same policy with SB3's "
+           f"``{extractor.__name__}`` as its default features extractor (like sb3-contrib's "
+           f"``{'CnnLstmPolicy' if extractor is NatureCNN else 'MultiInputLstmPolicy'}``). "
+           f"Every argument of :class:`{base.__name__}` applies.")
+    prefix = "Cnn" if extractor is NatureCNN else "MultiInput"
+    return type(prefix + base.__name__, (base,), {"__init__": __init__, "__doc__": doc,
+                                                  "__module__": __name__})
+
+
+CnnGRSNPolicy = _with_extractor(GRSNPolicy, NatureCNN, "image")
+MultiInputGRSNPolicy = _with_extractor(GRSNPolicy, CombinedExtractor, "Dict")
+CnnLIFPolicy = _with_extractor(LIFPolicy, NatureCNN, "image")
+MultiInputLIFPolicy = _with_extractor(LIFPolicy, CombinedExtractor, "Dict")
+CnnNoTAPPolicy = _with_extractor(NoTAPPolicy, NatureCNN, "image")
+MultiInputNoTAPPolicy = _with_extractor(NoTAPPolicy, CombinedExtractor, "Dict")
+
+
+class GRUPolicy(RecurrentActorCriticPolicy):
+    """sb3-contrib's recurrent actor-critic with a GRU (:class:`policies.cores.GRUCore`) in
+    place of each LSTM: the paper's RNN baseline, for RecurrentPPO. It takes exactly
+    ``MlpLstmPolicy``'s arguments; ``lstm_hidden_size``, ``n_lstm_layers``, ``shared_lstm``,
+    ``enable_critic_lstm`` and ``lstm_kwargs`` (passed to :class:`torch.nn.GRU`) configure the
+    GRU. The GRU's state ``h`` travels in the first of RecurrentPPO's ``(h, c)`` slots (the
+    second stays zero), and whole training sequences go through the fused GRU between episode
+    starts.
+
+    Example::
+
+        from sb3_contrib import RecurrentPPO
+        import policies
+        model = RecurrentPPO(policies.GRUPolicy, "CartPole-P-v0",
+                             policy_kwargs=dict(lstm_hidden_size=64))
+        model.learn(10_000)
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
+                 lr_schedule: Schedule, *args, **kwargs):
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+        make = lambda: GRUCore(self.features_dim, self.lstm_hidden_state_shape[-1],  # noqa: E731
+                               self.lstm_hidden_state_shape[0], **self.lstm_kwargs)
+        self.lstm_actor = make()
+        if self.lstm_critic is not None:
+            self.lstm_critic = make()
+        self.to(self.device)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
+                                              **self.optimizer_kwargs)
+
+    def _process_sequence(self, features, lstm_states, episode_starts, lstm):
+        return _core_sequence(features, lstm_states, episode_starts, lstm)
+
+
 # ---------------------------------------------------------------------------------- helpers
+
+def _core_sequence(features: th.Tensor, states: tuple[th.Tensor, th.Tensor],
+                   episode_starts: th.Tensor, core: nn.Module,
+                   stash: Optional[list] = None) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
+    """RecurrentPPO's flat (sequence-major) rows through a core in one call: ``[n_seq * T, F]``
+    -> ``[T, n_seq, F]`` -> core -> back to rows. ``stash`` (a list) receives the core's input
+    sequence, readout and starts, for an auxiliary loss."""
+    n_seq = states[0].shape[1]
+    features_sequence = features.reshape((n_seq, -1, features.shape[-1])).swapaxes(0, 1)
+    starts = episode_starts.reshape((n_seq, -1)).swapaxes(0, 1)
+    latent, states = core(features_sequence, states, starts)
+    if stash is not None:
+        stash.append((features_sequence, latent, starts))
+    return th.flatten(latent.transpose(0, 1), start_dim=0, end_dim=1), states
+
+
+class _InjectGrad(th.autograd.Function):
+    """Identity on ``carrier``; its backward also gives the scalar ``aux`` the gradient
+    ``weight``, so ``aux`` is minimised in the same backward pass (and optimizer step, and
+    gradient clip) as whatever loss uses ``carrier``."""
+
+    @staticmethod
+    def forward(ctx, carrier, aux, weight):
+        ctx.weight = weight
+        return carrier.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, grad.new_full((), ctx.weight), None
+
+
+def _obs_diff_loss(decoder: nn.Module, features: th.Tensor, latent: th.Tensor,
+                   starts: th.Tensor) -> th.Tensor:
+    """MSE of ``decoder(latent_t)`` against the standardised ``features_t - features_{t-1}``.
+
+    ``features`` [T, N, F] (the core's input), ``latent`` [T, N, D] (the core's readout),
+    ``starts`` [T, N]. Steps with no previous step in the same episode (t = 0, an episode start)
+    and the zero padding RecurrentPPO appends to short sequences (an all-zero suffix of a
+    sequence) are left out."""
+    target = features.detach()
+    diff = target[1:] - target[:-1]
+    nonzero = (target != 0).flatten(2).any(-1).float()
+    real = th.flip(th.cummax(th.flip(nonzero, [0]), 0).values, [0]) > 0
+    valid = real[1:] & real[:-1] & (starts[1:] == 0)
+    if int(valid.sum()) < 2:
+        return latent.sum() * 0.0
+    diff = diff[valid]
+    target = diff / (diff.std(0, keepdim=True) + 1e-6)
+    pred = decoder(latent[1:][valid])
+    return ((pred - target) ** 2).mean()
+
 
 def _check_spaces(name: str, observation_space: spaces.Space, action_space: spaces.Space,
                   features_extractor_class: Callable) -> None:
-    if isinstance(observation_space, (spaces.Dict, spaces.Tuple)):
+    if isinstance(observation_space, spaces.Tuple):
         raise TypeError(
-            f"{name} takes Box, Discrete, MultiDiscrete or MultiBinary observations; got "
-            f"{type(observation_space).__name__}. Flatten the observation (e.g. gymnasium's "
-            "FlattenObservation wrapper) first")
+            f"{name} takes Box, Discrete, MultiDiscrete, MultiBinary or Dict observations (what "
+            f"RecurrentPPO supports); got Tuple. Wrap the env in gymnasium's FlattenObservation")
+    if isinstance(observation_space, spaces.Dict) and features_extractor_class is FlattenExtractor:
+        raise TypeError(
+            f"{name} got a Dict observation space {observation_space}; use its MultiInput "
+            "variant (e.g. policies.MultiInputGRSNPolicy, which defaults to SB3's "
+            "CombinedExtractor) or pass policy_kwargs=dict(features_extractor_class="
+            "stable_baselines3.common.torch_layers.CombinedExtractor)")
     if (is_image_space(observation_space, check_channels=False)
             and features_extractor_class is FlattenExtractor):
         raise TypeError(
-            f"{name} got an image observation space {observation_space}; pass "
+            f"{name} got an image observation space {observation_space}; use its Cnn variant "
+            "(e.g. policies.CnnGRSNPolicy, which defaults to SB3's NatureCNN) or pass "
             "policy_kwargs=dict(features_extractor_class=stable_baselines3.common.torch_layers"
-            ".NatureCNN) (or another CNN extractor) to use images")
+            ".NatureCNN) (or another CNN extractor)")
     if not isinstance(action_space, _ACTION_SPACES):
         raise TypeError(
             f"{name} supports Box, Discrete, MultiDiscrete and MultiBinary action spaces (what "

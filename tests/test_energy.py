@@ -1,4 +1,5 @@
-"""grsn_sj.energy: operation counts checked against numbers worked out by hand."""
+"""grsn_sj.energy and policies.energy: operation counts checked against numbers worked out by
+hand."""
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,13 +11,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 import policies
-from grsn_sj.energy import (
-    GRSN_NEURON_OPS,
-    EnergyConstants,
-    collect_observations,
-    count_ops,
-    estimate_energy,
-)
+from grsn_sj.energy import GRSN_NEURON_OPS, EnergyConstants, count_ops
+from policies.energy import collect_observations, estimate_energy
 
 OBS = gym.spaces.Box(-1, 1, (2,))
 ACT = gym.spaces.Discrete(2)
@@ -363,3 +359,46 @@ def test_energy_report_example_loads_models_and_prints_ratio(tmp_path, capsys):
         energy_report.main(["--timesteps", "0"])
     with pytest.raises(SystemExit):
         energy_report.main(["--mac-pj", "-1"])
+
+
+# ------------------------------------------------------------------ layering
+
+def test_grsn_sj_energy_imports_no_rl_library():
+    """grsn_sj (energy counting included) stands alone: no policies, SB3, sb3-contrib or
+    gymnasium module is imported by it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, grsn_sj, grsn_sj.energy, grsn_sj.rnn, grsn_sj.ops; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "{'policies', 'stable_baselines3', 'sb3_contrib', 'gymnasium'}); print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_grsn_stack_counting_counts_the_neurons_without_a_policy():
+    from grsn_sj import RecurrentGRSN
+    from grsn_sj.energy import grsn_stack_counting
+
+    core = RecurrentGRSN(2, 4, num_layers=2)
+    _set_pattern(core.layers[0])
+    c = count_ops(core, torch.zeros(6, 1, 2), counting=grsn_stack_counting(core))
+    # layer 1: Linear(2, 8) on real input, 6 steps; layer 2 fed by layer-1 spikes (neurons 0, 1
+    # every step, neuron 2 at steps 2, 4, 6: 15 spikes, 8 outgoing synapses each)
+    assert c.synaptic_macs == 6 * 2 * 8
+    assert c.synaptic_acs == 15 * 8
+    assert (c.neuron_macs, c.neuron_acs, c.activations) == (2 * 6 * 4 * 4, 2 * 6 * 4 * 3,
+                                                             2 * 6 * 4 * 2)
+
+
+def test_a_core_that_declares_no_counting_is_refused():
+    pol = _grsn_policy()
+
+    class Opaque(policies.SpikingCore):
+        def __init__(self):
+            super().__init__(2, 4, 1, "spikes", 32)
+
+    pol.lstm_actor = Opaque()
+    with pytest.raises(TypeError, match="op_counting"):
+        estimate_energy(pol, _obs(), STARTS)

@@ -5,6 +5,10 @@ import sys
 import pytest
 from sb3_contrib import RecurrentPPO
 
+import policies
+from policies import training, zoo
+
+# the example scripts are command lines, not a package: the tests import them from their folder
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 
 import reproduce  # noqa: E402
@@ -39,10 +43,13 @@ def test_train_pomdp_passes_policy_kwargs(tmp_path):
     assert rc == 0
     pol = RecurrentPPO.load(tmp_path / "m").policy
     assert pol.lstm_actor.readout == "spikes+obs" and pol.lstm_actor.num_layers == 2
-    assert train_pomdp.parse_kwargs(["a=1", "b=x", "c=[1, 2]"]) == {"a": 1, "b": "x",
-                                                                    "c": [1, 2]}
-    with pytest.raises(SystemExit):
-        train_pomdp.parse_kwargs(["novalue"])
+    assert training.parse_kwargs(["a=1", "b=x", "c=[1, 2]"]) == {"a": 1, "b": "x",
+                                                                 "c": [1, 2]}
+    with pytest.raises(ValueError, match="key=value.*'novalue'"):
+        training.parse_kwargs(["novalue"])
+    with pytest.raises(SystemExit) as exc:
+        train_pomdp.main(["--policy-kwargs", "novalue"])
+    assert exc.value.code == 2
 
 
 def test_train_pomdp_rejects_bad_arguments():
@@ -52,13 +59,72 @@ def test_train_pomdp_rejects_bad_arguments():
         train_pomdp.main(["--timesteps", "0"])
 
 
-def test_every_task_has_a_complete_config():
-    import policies
+def test_train_pomdp_reports_the_steps_that_ran(capsys):
+    # 2 envs x n_steps 128 = one rollout of 256 steps: asking for 100 trains 256 (issue 15.2)
+    rc = train_pomdp.main(["--env", "CartPole-P-v0", "--policy", "mlp", "--timesteps", "100",
+                           "--n-envs", "2", "--eval-episodes", "1", "--no-progress-bar",
+                           "--save", ""])
+    assert rc == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "eval return" in x)
+    assert "trained 256 steps in" in line
 
+
+@pytest.mark.parametrize("count", ["0", "-1"])
+def test_train_pomdp_refuses_a_non_positive_episode_count(capsys, count):
+    with pytest.raises(SystemExit) as exc:  # issue 15.3: refused before any training
+        train_pomdp.main(["--env", "CartPole-P-v0", "--eval-episodes", count, "--timesteps",
+                          "64", "--n-envs", "1", "--no-progress-bar", "--save", ""])
+    assert exc.value.code == 2
+    assert f"--eval-episodes: must be >= 1, got '{count}'" in capsys.readouterr().err
+
+
+def test_train_pomdp_reports_bad_policy_kwargs_without_a_traceback(capsys):
+    with pytest.raises(SystemExit) as exc:  # issue 15.6: the message, exit 2 like argparse
+        train_pomdp.main(["--env", "CartPole-P-v0", "--policy-kwargs", "bogus=1", "--timesteps",
+                          "64", "--n-envs", "1", "--no-progress-bar", "--save", ""])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: --policy-kwargs:" in err and "'bogus'" in err and "Traceback" not in err
+
+
+def test_training_clis_default_to_one_thread_unless_told(capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    common = ["--env", "CartPole-P-v0", "--policy", "mlp", "--timesteps", "64", "--n-envs", "1",
+              "--eval-episodes", "1", "--no-progress-bar", "--save", ""]
+    try:
+        assert train_pomdp.main(common + ["--threads", "2"]) == 0
+        assert "torch threads 2" in capsys.readouterr().out
+        assert train_pomdp.main(common) == 0
+        assert "torch threads 1" in capsys.readouterr().out and torch.get_num_threads() == 1
+        with pytest.raises(SystemExit):
+            train_pomdp.main(common + ["--threads", "0"])
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_every_task_has_a_complete_config():
     for env_id in policies.POMDP_ENV_IDS:
-        cfg = train_pomdp.config_for(env_id)
-        for key in ("timesteps", "n_envs", "n_steps", "batch_size", "learning_rate", "hidden"):
+        cfg = zoo.config_for(env_id)
+        for key in ("n_timesteps", "n_envs", "n_steps", "batch_size", "learning_rate"):
             assert cfg[key] > 0, (env_id, key)
+        assert cfg["policy_kwargs"]["lstm_hidden_size"] > 0, env_id
+        assert cfg["policy"] == "policies.GRSNPolicy"
+    assert set(zoo.hyperparams) == set(policies.POMDP_ENV_IDS)
+    for task in ("spread-PO", "speaker-listener"):
+        cfg = zoo.config_for(task)
+        assert cfg["n_copies"] > 0 and cfg["n_timesteps"] > 0 and "n_envs" not in cfg
+
+
+def test_config_for_returns_a_copy_and_names_unknown_tasks():
+    cfg = zoo.config_for("Pendulum-P-v0")
+    cfg["policy_kwargs"]["net_arch"]["pi"].append(1)
+    cfg["n_envs"] = 99
+    fresh = zoo.config_for("Pendulum-P-v0")
+    assert fresh["policy_kwargs"]["net_arch"] == dict(pi=[64], vf=[64]) and fresh["n_envs"] == 4
+    with pytest.raises(ValueError, match="'NoSuchTask-v0'.*CartPole-P-v0"):
+        zoo.config_for("NoSuchTask-v0")
 
 
 def test_train_marl_cli_reports_team_return(tmp_path, capsys):
@@ -106,12 +172,12 @@ def test_levers_change_what_they_say_and_the_runner_resumes(tmp_path):
 
     import levers
 
-    cfg = train_pomdp.config_for("CartPole-P-v0")
-    env = train_pomdp.make_train_env("CartPole-P-v0", dict(cfg, n_envs=1), 0)
+    cfg = zoo.config_for("CartPole-P-v0")
+    env = policies.make_env("CartPole-P-v0", 1, 0)
     built = {}
     for name in ("default", "learnable_tau", "surrogate_alpha_4", "tau_4", "two_layers"):
         policy, make_kwargs, _, _ = levers.LEVERS[name]
-        model = train_pomdp.build_model(policy, env, cfg, 0, "cpu", policy_kwargs=make_kwargs())
+        model = training.build_model(policy, env, cfg, 0, "cpu", policy_kwargs=make_kwargs())
         built[name] = model.policy.lstm_actor.grsn
     nodes = {name: grsn.layers[0].node for name, grsn in built.items()}
     assert not nodes["default"].learnable_tau and nodes["learnable_tau"].learnable_tau
@@ -138,7 +204,7 @@ def test_reproduce_runs_jobs_in_parallel_processes(tmp_path):
 
     out = str(tmp_path / "par")
     args = ["--quick", "--tasks", "CueRecall-v0", "--policies", "grsn", "lstm", "--out", out,
-            "--jobs", "2"]
+            "--jobs", "2", "--threads", "1"]
     assert reproduce.main(args) == 0
     rows = list(csv.DictReader(open(tmp_path / "par" / "results.csv")))
     assert sorted((r["task"], r["policy"]) for r in rows) == [("CueRecall-v0", "grsn"),
@@ -154,17 +220,17 @@ def test_reproduce_runs_jobs_in_parallel_processes(tmp_path):
 def test_pendulum_config_gives_every_policy_the_same_zoo_settings(policy):
     import torch
 
-    cfg = train_pomdp.config_for("Pendulum-P-v0")
-    env = train_pomdp.make_train_env("Pendulum-P-v0", dict(cfg, n_envs=1), 0)
-    model = train_pomdp.build_model(policy, env, cfg, 0, "cpu")
+    cfg = zoo.config_for("Pendulum-P-v0")
+    env = policies.make_env("Pendulum-P-v0", 1, 0)
+    model = training.build_model(policy, env, cfg, 0, "cpu")
     assert model.use_sde and model.sde_sample_freq == 4 and model.gamma == 0.9
     assert model.policy.activation_fn is torch.nn.ReLU and not model.policy.ortho_init
     # the recurrent policies get the zoo's one-layer heads; the memoryless MLP two layers
     expected = [64, 64] if policy == "mlp" else dict(pi=[64], vf=[64])
     assert model.policy.net_arch == expected
     # a caller's policy_kwargs still win over the table's
-    model = train_pomdp.build_model(policy, env, cfg, 0, "cpu",
-                                    policy_kwargs=dict(activation_fn=torch.nn.Tanh))
+    model = training.build_model(policy, env, cfg, 0, "cpu",
+                                 policy_kwargs=dict(activation_fn=torch.nn.Tanh))
     assert model.policy.activation_fn is torch.nn.Tanh
 
 
@@ -184,7 +250,6 @@ class _AlwaysAction:
 
 def test_eval_modes_rollout_counts_episodes_returns_and_actions():
     import numpy as np
-    import policies
 
     import eval_modes
 
@@ -278,3 +343,24 @@ def test_probe_velocity_cli_probes_and_resumes(tmp_path):
         probe_velocity.probe_one("CartPole-P-v0", "mlp", 0, True)
     with pytest.raises(ValueError, match="task must be one of"):
         probe_velocity.probe_one("CartPole-V-v0", "grsn", 0, True)
+
+
+def test_memory_gap_runs_resumes_and_refuses_bad_grsn_kwargs(tmp_path, capsys):
+    import csv
+
+    import memory_gap
+
+    path = str(tmp_path / "mg.csv")
+    args = ["--gaps", "3", "--seeds", "0", "--policies", "grsn", "--timesteps", "64",
+            "--csv", path]
+    assert memory_gap.main(args) == 0
+    row, = csv.DictReader(open(path))
+    assert (row["policy"], row["tag"], row["gap"], row["timesteps"]) == ("grsn", "default", "3",
+                                                                         "64")
+    assert -1.0 <= float(row["return"]) <= 1.0  # CueRecall's range
+    assert memory_gap.main(args) == 0  # resumes: nothing new
+    assert len(list(csv.DictReader(open(path)))) == 1
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        memory_gap.main(args + ["--grsn-kwargs", "bogus=1"])
+    assert exc.value.code == 2 and "'bogus'" in capsys.readouterr().err

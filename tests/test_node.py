@@ -252,3 +252,55 @@ def test_torch_compile_of_a_model_with_the_node_has_no_graph_break():
     eager = run(x)
     compiled = torch.compile(run, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(x), eager)
+
+
+def test_one_rule_for_tau_above_one_and_one_initial_learnable_decay():
+    """learnable_tau (node), learn_beta (snnTorch) and the LIF core share one tau > 1 rule and
+    one initial value of the learnable decay."""
+    from grsn_sj.functional import decay_logits
+    from policies import LIFCore
+
+    for make in (lambda: GRSNNode(learnable_tau=True, size=3, tau=1.0),
+                 lambda: LIFCore(2, 4, tau=1.0)):
+        with pytest.raises(ValueError, match="needs tau > 1"):
+            make()
+    node = GRSNNode(learnable_tau=True, size=3, tau=3.0)
+    assert torch.equal(node.w.detach(), decay_logits(3.0, 3, "learnable_tau"))
+    torch.testing.assert_close(node.beta, torch.full((3,), 1 - 1 / 3.0), rtol=0, atol=1e-7)
+    try:
+        from grsn_sj.snntorch import GRSN as SnnGRSN
+    except ImportError:
+        return
+    with pytest.raises(ValueError, match="needs tau > 1"):
+        SnnGRSN(4, 3, learn_beta=True, tau=1.0)
+    assert torch.equal(SnnGRSN(4, 3, learn_beta=True, tau=3.0).w.detach(), node.w.detach())
+
+
+def test_spike_recurrence_is_a_declared_part_of_the_block():
+    """GRSN(spike_recurrence=True) owns its recurrent weight; its stateful SpikingJelly call
+    (single- and multi-step, reset_net) equals the explicit-state sequence."""
+    torch.manual_seed(0)
+    plain = GRSN(3, 5, step_mode="m")
+    torch.manual_seed(0)
+    block = GRSN(3, 5, step_mode="m", spike_recurrence=True)
+    assert plain.recurrent is None and plain.state_names == ("v", "c")
+    assert isinstance(block.recurrent, nn.Linear) and block.state_names == ("h", "c")
+    assert torch.equal(block.fc.weight, plain.fc.weight)  # zero U draws no random numbers
+    assert "recurrent.weight" in block.state_dict()
+    with torch.no_grad():
+        block.recurrent.weight.normal_(0.0, 2.0)
+        block.fc.bias[5:] += 1.0
+    x = torch.randn(7, 2, 3) * 2
+    starts = torch.zeros(7, 2)
+    starts[4, 1] = 1
+    seq = block.multi_step_sequence(x, torch.zeros(2, 5), torch.zeros(2, 5), starts)
+    assert seq.spike_seq.sum() > 0
+    functional.reset_net(block)
+    assert torch.equal(block(x, starts), seq.spike_seq)
+    assert torch.equal(block.node.v, seq.v) and torch.equal(block.node.c, seq.c)
+    functional.reset_net(block)
+    block.step_mode = "s"
+    steps = torch.stack([block(x[t], starts[t]) for t in range(7)])
+    assert torch.equal(steps, seq.spike_seq)
+    with pytest.raises(TypeError, match="spike_recurrence must be a bool"):
+        GRSN(3, 5, spike_recurrence=1)

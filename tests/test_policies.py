@@ -254,9 +254,11 @@ def _build(policy=GRSNPolicy, obs_space=spaces.Box(-1, 1, (3,)), act_space=space
     return policy(obs_space, act_space, lambda _: 1e-3, **kw)
 
 
-def test_dict_observation_space_is_rejected():
-    with pytest.raises(TypeError, match="Flatten"):
+def test_dict_observation_space_needs_the_multi_input_variant():
+    with pytest.raises(TypeError, match="MultiInputGRSNPolicy"):
         _build(obs_space=spaces.Dict({"a": spaces.Box(-1, 1, (3,))}))
+    with pytest.raises(TypeError, match="FlattenObservation"):
+        _build(obs_space=spaces.Tuple([spaces.Box(-1, 1, (3,))]))
 
 
 def test_image_observation_needs_a_cnn_extractor():

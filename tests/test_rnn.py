@@ -123,7 +123,7 @@ def test_keeps_no_state_between_calls():
      ValueError, "num_layers, N, hidden_size"),
     (lambda m: m(torch.zeros(4, 2, 5), torch.zeros(1, 2, 16)), TypeError, "tuple \\(v, c\\)"),
     (lambda m: m(torch.zeros(4, 2, 5), episode_starts=torch.zeros(4, 3)), ValueError,
-     "episode_starts must be \\[T, N\\]"),
+     "episode_starts must have shape \\[T, N\\]"),
     (lambda m: m([[0.0]]), TypeError, "torch.Tensor"),
 ])
 def test_bad_input(call, err, match):
@@ -176,8 +176,8 @@ def test_spike_recurrence_feeds_previous_spikes_into_the_gates():
         o, v, c = grsn_step(pre[:, :16], pre[:, 16:], v, c)
         spikes.append(o)
     first = torch.stack(spikes)
-    out1, h1, _ = RecurrentGRSN._recurrent_layer(layer, x, torch.zeros(6, 16),
-                                                 torch.zeros(6, 16), None)
+    seq = layer.multi_step_sequence(x, torch.zeros(6, 16), torch.zeros(6, 16))
+    out1, h1 = seq.spike_seq, seq.h_seq
     assert torch.equal(out1, first)
     assert torch.equal(out1, (h1 >= 1.0).to(out1.dtype))
     assert not torch.equal(out, _core(num_layers=2)(x)[0])

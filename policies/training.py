@@ -1,0 +1,442 @@
+"""Training machinery shared by the example command lines: building a model for a policy name
+and a task's hyperparameters, the thread-count setter, and the run matrix of the reproduction
+protocol (train, evaluate and measure one (task, policy, seed) into one CSV row; run many,
+resuming from the CSV).
+
+- :func:`build_model`: ``PPO`` / ``RecurrentPPO`` for a policy name of :data:`POLICIES` with a
+  config of :mod:`policies.zoo` (or any dict in its shape).
+- :func:`set_threads`: torch, numba (if installed) and the BLAS / OpenMP environment variables.
+- :func:`parse_kwargs`: ``key=value`` strings of a command line into a dict of literals.
+- :func:`train_one`, :func:`run_one`: one run of the protocol; :func:`run_matrix`: many, as CSV
+  rows, skipping the rows the CSV already holds (:func:`run_all` is the process pool under it).
+- :class:`Diagnostic`, :func:`run_diagnostic`: the command line of a per-run study built on
+  :func:`train_one` (``examples/eval_modes.py``, ``examples/probe_velocity.py``).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import functools
+import json
+import os
+import time
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
+
+import torch
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from . import zoo
+from .envs import make_env
+from .marl import (
+    PettingZooVecEnv,
+    evaluate_team,
+    make_speaker_listener,
+    make_spread_po,
+    team_episodes,
+)
+from .recurrent import _LSTM_ALIASES, GRSNPolicy, LIFPolicy, NoTAPPolicy
+
+__all__ = [
+    "CSV_FIELDS", "Diagnostic", "MARL_TASKS", "POLICIES", "POMDP_TASKS", "TASK_KWARGS",
+    "Trained", "add_threads_option", "append_row", "budget_conflict", "build_model",
+    "load_rows", "make_task_env", "parse_kwargs", "positive_int", "run_all", "run_diagnostic",
+    "run_matrix", "run_one", "set_threads", "task_config", "train_one",
+]
+
+#: policy name -> (algorithm, policy): the names every command line accepts
+POLICIES: dict[str, tuple[type[BaseAlgorithm], Any]] = {
+    "grsn": (RecurrentPPO, GRSNPolicy),
+    "lif": (RecurrentPPO, LIFPolicy),        # LIF neurons under TAP
+    "notap": (RecurrentPPO, NoTAPPolicy),    # spiking without TAP
+    "lstm": (RecurrentPPO, "MlpLstmPolicy"),
+    "mlp": (PPO, "MlpPolicy"),               # no memory
+}
+
+#: the reproduction protocol's tasks: the POMDP suite and the parameter-shared spread-PO
+POMDP_TASKS = ["CartPole-P-v0", "CartPole-V-v0", "Pendulum-P-v0", "Pendulum-V-v0",
+               "LunarLander-P-v0", "LunarLander-V-v0", "CueRecall-v0"]
+MARL_TASKS = ["spread-PO"]
+#: gymnasium.make arguments of a protocol task (CueRecall with a 15-step gap)
+TASK_KWARGS = {"CueRecall-v0": dict(gap=15)}
+#: the columns of the protocol's CSV (one row per (task, policy, seed))
+CSV_FIELDS = ["task", "policy", "seed", "timesteps", "eval_return", "eval_std", "steps_per_s",
+              "firing_rate", "energy_agent_nj", "energy_core_nj", "macs_agent", "acs_agent"]
+
+#: PettingZoo task name -> PettingZooVecEnv arguments
+_MARL_ENVS = {
+    "spread-PO": dict(env_fn=make_spread_po, agent_id=False),
+    "speaker-listener": dict(env_fn=make_speaker_listener, agent_id=True),
+}
+
+
+# ------------------------------------------------------------------------------ building
+
+def build_model(policy_name: str, env, cfg: dict, seed: int, device: str = "auto",
+                tensorboard_log: str | None = None, policy_kwargs: dict | None = None,
+                verbose: int = 0) -> BaseAlgorithm:
+    """The model for ``policy_name`` (a key of :data:`POLICIES`) on ``env`` with the
+    hyperparameters ``cfg`` (an entry of :mod:`policies.zoo`, e.g. ``zoo.config_for(task)``).
+
+    Every key of ``cfg`` but :data:`policies.zoo.RUN_KEYS` and ``policy_kwargs`` is passed to
+    the algorithm's constructor. ``cfg["policy_kwargs"]`` go to every policy, ``policy_kwargs``
+    on top (a caller's ``grsn_hidden_size`` replaces the table's ``lstm_hidden_size``, its
+    alias). The ``mlp`` baseline has no memory core: it gets two hidden layers of the table's
+    ``lstm_hidden_size`` in place of the core and head (unless the caller gives ``net_arch``).
+    """
+    if policy_name not in POLICIES:
+        raise ValueError(f"unknown policy {policy_name!r}; choose one of {sorted(POLICIES)}")
+    if not isinstance(cfg, dict):
+        raise TypeError(f"cfg must be a dict of hyperparameters (e.g. policies.zoo.config_for"
+                        f"('CartPole-P-v0')), got {type(cfg).__name__}")
+    algo, policy = POLICIES[policy_name]
+    caller = dict(policy_kwargs or {})
+    kw = dict(cfg.get("policy_kwargs") or {})
+    for alias, key in _LSTM_ALIASES.items():
+        if key in caller:  # the caller's spelling of an option replaces the table's alias
+            kw.pop(alias, None)
+    kw.update(caller)
+    if algo is PPO:
+        hidden = kw.pop("lstm_hidden_size", None)
+        if "net_arch" not in caller and hidden is not None:
+            kw["net_arch"] = [hidden, hidden]
+    algo_kwargs = {k: v for k, v in cfg.items() if k not in zoo.RUN_KEYS + ("policy_kwargs",)}
+    return algo(policy, env, policy_kwargs=kw, seed=seed, device=device,
+                tensorboard_log=tensorboard_log, verbose=verbose, **algo_kwargs)
+
+
+def make_task_env(task: str, n: int, seed: int, **env_kwargs):
+    """The VecEnv of a task: ``n`` Monitor-wrapped copies of a gymnasium id
+    (:func:`policies.make_env`), or for a PettingZoo task of ``_MARL_ENVS`` a
+    :class:`policies.PettingZooVecEnv` of ``n`` copies (one row per agent), seeded."""
+    if task in _MARL_ENVS:
+        if env_kwargs:
+            raise ValueError(f"env_kwargs are supported for the gymnasium tasks only, got "
+                             f"{env_kwargs!r} for {task!r}")
+        spec = _MARL_ENVS[task]
+        venv = PettingZooVecEnv(spec["env_fn"], n, agent_id=spec["agent_id"])
+        venv.seed(seed)
+        return venv
+    return make_env(task, n, seed, **env_kwargs)
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` CPU threads in this process: numba's parallel kernels (if numba is installed;
+    at most the pool size numba starts with) and torch's intra-op pool; and, through
+    ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS``, the processes started
+    after this call. ``NUMBA_NUM_THREADS`` is left alone: numba re-reads it at every compilation
+    and refuses a value other than the size of the pool it has launched."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"the thread count must be an int, got {n!r}")
+    if n < 1:
+        raise ValueError(f"the thread count must be >= 1, got {n}")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    try:
+        import numba
+    except ImportError:
+        numba = None
+    if numba is not None:  # first: starting numba's OpenMP layer resets OpenMP's thread count
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(n)
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` (default 1) on a training command line; the command passes
+    ``args.threads`` to :func:`set_threads` (and to :func:`run_matrix` for its processes)."""
+    parser.add_argument(
+        "--threads", type=positive_int, default=1,
+        help="CPU threads per training process for torch, numba and BLAS (default 1: several "
+             "threads per training oversubscribe a small or shared machine, up to 9x slower)")
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts (steps, envs, episodes, jobs): an int >= 1, else an
+    argparse error (exit 2) quoting what was passed."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def parse_kwargs(items: Sequence[str]) -> dict:
+    """``["forget_bias=2.0", "readout=spikes+obs"]`` -> ``{"forget_bias": 2.0, ...}`` (values
+    are Python literals where they parse as one, else strings)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected key=value (e.g. forget_bias=2.0), got {item!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+# ------------------------------------------------------------------------------ one run
+
+class CurveCallback(BaseCallback):
+    """Collects (timestep, episode return) pairs during training: Monitor's per-episode infos,
+    or for the MARL adapter the team return of each finished copy-episode."""
+
+    def __init__(self, marl: bool):
+        super().__init__()
+        self.marl = marl
+        self.points: list[tuple[int, float]] = []
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos", [])
+        if self.marl:
+            for team in team_episodes(infos):
+                self.points.append((self.num_timesteps, float(team["r"])))
+        else:
+            for info in infos:
+                if "episode" in info:
+                    self.points.append((self.num_timesteps, float(info["episode"]["r"])))
+        return True
+
+
+def task_config(task: str, quick: bool, timesteps: int | None = None) -> dict:
+    """The task's hyperparameters (:func:`policies.zoo.config_for`), shrunk for ``quick``;
+    ``timesteps`` replaces the budget."""
+    cfg = zoo.config_for(task)
+    if quick:
+        if task in MARL_TASKS:
+            cfg.update(n_timesteps=3000, n_copies=2, n_steps=64, batch_size=128)
+        else:
+            cfg.update(n_timesteps=2048, n_envs=4, n_steps=64, batch_size=128)
+    if timesteps is not None:
+        cfg["n_timesteps"] = timesteps
+    return cfg
+
+
+def _n_env_copies(cfg: dict) -> int:
+    return cfg["n_copies"] if "n_copies" in cfg else cfg["n_envs"]
+
+
+class Trained(NamedTuple):
+    """What :func:`train_one` returns: the trained model, the task's config, the training
+    episodes' ``(timestep, return)`` points, the training speed, and the env arguments used."""
+
+    model: Any
+    cfg: dict
+    curve: list
+    steps_per_s: float
+    env_kwargs: dict
+
+
+def train_one(task: str, policy: str, seed: int, quick: bool,
+              policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
+              timesteps: int | None = None) -> Trained:
+    """Train one (task, policy, seed) with the table's config; ``policy_kwargs`` /
+    ``env_kwargs`` (POMDP tasks only) change it, ``timesteps`` replaces the budget."""
+    marl = task in MARL_TASKS
+    if marl and (policy_kwargs or env_kwargs):
+        raise ValueError("policy_kwargs / env_kwargs are supported for the POMDP tasks only")
+    env_kwargs = {**TASK_KWARGS.get(task, {}), **(env_kwargs or {})}
+    cfg = task_config(task, quick, timesteps)
+    torch.manual_seed(seed)
+    env = make_task_env(task, _n_env_copies(cfg), seed, **env_kwargs)
+    model = build_model(policy, env, cfg, seed, "cpu", policy_kwargs=policy_kwargs)
+    curve = CurveCallback(marl)
+    t0 = time.time()
+    model.learn(cfg["n_timesteps"], callback=curve)
+    # learn() runs whole rollouts: model.num_timesteps is what ran (>= the budget)
+    sps = model.num_timesteps / (time.time() - t0)
+    env.close()
+    return Trained(model, cfg, curve.points, sps, env_kwargs)
+
+
+def energy_of(model, task: str, seed: int, env_kwargs: dict) -> dict:
+    """Energy per decision from real rollout observations of the trained model."""
+    from . import energy
+
+    env = make_task_env(task, 2 if task in MARL_TASKS else 4, seed + 20_000, **env_kwargs)
+    obs, starts = energy.collect_observations(model, env, n_steps=128)
+    report = energy.estimate_energy(model.policy, obs, starts)
+    env.close()
+    core = report.core.energy_nj if report.core is not None else 0.0  # MLP: no memory core
+    return dict(energy_agent_nj=round(report.agent.energy_nj, 4), energy_core_nj=round(core, 4),
+                macs_agent=round(report.agent.macs, 1), acs_agent=round(report.agent.acs, 1))
+
+
+def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
+            policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
+            name: str | None = None, timesteps: int | None = None) -> dict:
+    """Train (:func:`train_one`), evaluate and measure one (task, policy, seed); returns its
+    CSV row (:data:`CSV_FIELDS`) and writes its learning curve to
+    ``<out>/curves/<task>_<name or policy>_<seed>.json``.
+
+    ``policy_kwargs`` / ``env_kwargs`` (POMDP tasks only) change the configuration, as
+    ``examples/levers.py`` does; ``timesteps`` replaces the table's budget.
+    """
+    marl = task in MARL_TASKS
+    model, cfg, points, sps, env_kwargs = train_one(task, policy, seed, quick, policy_kwargs,
+                                                    env_kwargs, timesteps)
+    spiking = hasattr(model.policy, "cores")
+    if spiking:
+        model.policy.lstm_actor.reset_firing_stats()
+    eval_env = make_task_env(task, _n_env_copies(cfg) if marl else 4, seed + 10_000,
+                             **env_kwargs)
+    if marl:
+        mean, std, _ = evaluate_team(model, eval_env, 10 if quick else 100)
+    else:
+        mean, std = evaluate_policy(model, eval_env, n_eval_episodes=5 if quick else 20,
+                                    deterministic=True)
+    eval_env.close()
+    rate = model.policy.lstm_actor.firing_rate() if spiking else float("nan")
+    row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["n_timesteps"],
+               eval_return=round(float(mean), 3), eval_std=round(float(std), 3),
+               steps_per_s=round(sps, 1), firing_rate=round(rate, 4))
+    row.update(energy_of(model, task, seed, env_kwargs))
+    os.makedirs(os.path.join(out, "curves"), exist_ok=True)
+    with open(os.path.join(out, "curves", f"{task}_{name or policy}_{seed}.json"), "w") as f:
+        json.dump(points, f)
+    return row
+
+
+# ------------------------------------------------------------------------------ many runs
+
+def _timed_run(fn: Callable[..., dict], job: dict) -> tuple[dict, dict, float]:
+    t0 = time.time()
+    row = fn(**job)
+    return job, row, time.time() - t0
+
+
+def run_all(jobs: list[dict], n_parallel: int = 1, fn: Callable[..., dict] = run_one,
+            threads: int = 1) -> Iterator[tuple[dict, dict, float]]:
+    """Yield ``(job, row, seconds)`` for every ``row = fn(**job)`` (default :func:`run_one`): in
+    this process, in order, when ``n_parallel`` is 1 (with the threads the caller set); else in
+    ``n_parallel`` spawned processes of ``threads`` threads each (:func:`set_threads`), as they
+    finish. ``fn`` must be importable by name (a module-level function) for the spawned
+    processes."""
+    if isinstance(n_parallel, bool) or not isinstance(n_parallel, int) or n_parallel < 1:
+        raise ValueError(f"n_parallel must be an int >= 1, got {n_parallel!r}")
+    if n_parallel == 1:
+        for job in jobs:
+            yield _timed_run(fn, job)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # numba's parallel kernels spin their worker threads; several processes that each keep
+    # numba's default thread count on a shared CPU ran 12x slower in this project's runs
+    with ProcessPoolExecutor(n_parallel, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=functools.partial(set_threads, threads)) as pool:
+        futures = [pool.submit(_timed_run, fn, job) for job in jobs]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+
+def load_rows(path: str) -> list[dict]:
+    """The rows of the CSV at ``path`` (``[]`` if there is no file yet)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def append_row(path: str, row: dict, fields: list[str]) -> None:
+    """Append one row to the CSV at ``path`` (header first if the file is new)."""
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fields)
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def run_matrix(path: str, jobs: list[dict], fields: list[str], key: Sequence[str],
+               fn: Callable[..., dict] = run_one, n_parallel: int = 1, threads: int = 1
+               ) -> Iterator[tuple[dict, dict, float]]:
+    """Run the ``jobs`` (keyword dicts of ``fn``) that the CSV at ``path`` does not hold yet and
+    append each finished ``row = fn(**job)`` to it (columns ``fields``), yielding
+    ``(job, row, seconds)`` as :func:`run_all` does.
+
+    A job is done when a row of the CSV has the same values (compared as text) under the
+    ``key`` names, which every job and every row must have: the CSV is the resume point."""
+    missing = [k for k in key if k not in fields]
+    if missing:
+        raise ValueError(f"key {list(key)!r} names columns {missing} that are not in the CSV's "
+                         f"fields {fields}")
+    done = {tuple(str(r[k]) for k in key) for r in load_rows(path)}
+    pending = [job for job in jobs if tuple(str(job[k]) for k in key) not in done]
+    for job, row, secs in run_all(pending, n_parallel, fn, threads):
+        append_row(path, row, fields)
+        yield job, row, secs
+
+
+def budget_conflict(rows: list[dict], path: str, task: str, quick: bool,
+                    timesteps: int | None) -> str | None:
+    """The error message when the CSV ``path`` (read into ``rows``) holds ``task`` runs of
+    another budget than this run's, else ``None``: one CSV keeps one budget per task."""
+    budget = task_config(task, quick, timesteps)["n_timesteps"]
+    other = {int(r["timesteps"]) for r in rows if r["task"] == task} - {budget}
+    if other:
+        return (f"{path} has {task} runs of {sorted(other)} steps, this run asks for {budget}: "
+                "give a different budget its own --out folder")
+    return None
+
+
+class Diagnostic(NamedTuple):
+    """A per-(task, policy, seed) study on top of :func:`train_one` (``eval_modes.py``,
+    ``probe_velocity.py``), run by :func:`run_diagnostic`: ``fn(task, policy, seed, quick,
+    timesteps)`` returns one CSV row with the ``fields``; ``summary(rows)`` is the Markdown table;
+    ``describe(row)`` the line printed per finished run."""
+
+    name: str
+    fn: Callable[..., dict]
+    fields: list[str]
+    summary: Callable[[list[dict]], str]
+    describe: Callable[[dict], str]
+    envs: list[str]
+    default_env: str
+    policies: list[str]
+
+
+def run_diagnostic(diag: Diagnostic, argv, description: str) -> int:
+    """The command line of a :class:`Diagnostic`: one task (``--env``), ``--policies``,
+    ``--seeds``, ``--quick``, ``--timesteps``, ``--jobs`` and a resumable ``--out`` folder
+    (``results.csv``, ``summary.md``), as ``examples/reproduce.py`` does for the protocol."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default=diag.default_env, choices=diag.envs)
+    p.add_argument("--policies", nargs="+", default=list(diag.policies), choices=diag.policies)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--quick", action="store_true", help="tiny budgets and one seed (smoke run)")
+    p.add_argument("--timesteps", type=positive_int, default=None,
+                   help="budget of every run instead of the table's (one budget per --out)")
+    p.add_argument("--out", default=None,
+                   help=f"output folder (default runs/{diag.name}[_quick])")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="runs in parallel (see reproduce.py)")
+    add_threads_option(p)
+    args = p.parse_args(argv)
+    set_threads(args.threads)
+    out = args.out or f"runs/{diag.name}" + ("_quick" if args.quick else "")
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "results.csv")
+    conflict = budget_conflict(load_rows(path), path, args.env, args.quick, args.timesteps)
+    if conflict:
+        p.error(conflict)
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    jobs = [dict(task=args.env, policy=pol, seed=seed, quick=args.quick, timesteps=args.timesteps)
+            for pol in args.policies for seed in seeds]
+    t_start = time.time()
+    for _, row, secs in run_matrix(path, jobs, diag.fields, ("task", "policy", "seed"),
+                                   fn=diag.fn, n_parallel=args.jobs, threads=args.threads):
+        print(f"{diag.describe(row)} ({secs:.0f} s)", flush=True)
+    print(f"wall time {time.time() - t_start:.0f} s")
+    table = diag.summary(load_rows(path))
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(table)
+    print("\n" + table)
+    return 0

@@ -1,0 +1,171 @@
+"""The auxiliary self-predictive loss of the spiking policies, the GRU baseline and the
+learning-signal instrument (policies.diagnostics)."""
+import numpy as np
+import pytest
+import torch
+from sb3_contrib import RecurrentPPO
+
+import policies
+from policies import GRSNPolicy, GRUPolicy
+from policies.diagnostics import FIELDS, LearningSignalCallback, ridge_cv_r2
+from policies.recurrent import _InjectGrad, _obs_diff_loss
+
+SMALL = dict(n_steps=32, batch_size=64, n_epochs=2, verbose=0)
+
+
+def _model(policy=GRSNPolicy, n_envs=2, seed=0, **policy_kwargs):
+    env = policies.make_env("CartPole-P-v0", n_envs, seed)
+    return RecurrentPPO(policy, env, seed=seed, policy_kwargs=policy_kwargs, **SMALL)
+
+
+# ------------------------------------------------------------------ the auxiliary loss
+
+def test_obs_diff_loss_uses_only_steps_with_a_previous_step_of_the_same_episode():
+    torch.manual_seed(0)
+    T, N, F = 6, 3, 2
+    feats = torch.randn(T, N, F)
+    feats[4:, 2] = 0.0                      # copy 2: padded after its 4th step
+    starts = torch.zeros(T, N)
+    starts[3, 1] = 1.0                      # copy 1: an episode starts at t = 3
+    latent = torch.randn(T, N, 5)
+    decoder = torch.nn.Linear(5, F)
+    loss = _obs_diff_loss(decoder, feats, latent, starts)
+    pairs = [(t, n) for t in range(1, T) for n in range(N)
+             if not (n == 1 and t == 3) and not (n == 2 and t >= 4)]
+    diff = torch.stack([feats[t, n] - feats[t - 1, n] for t, n in pairs])
+    target = diff / (diff.std(0, keepdim=True) + 1e-6)
+    pred = torch.stack([decoder(latent[t, n]) for t, n in pairs])
+    assert torch.allclose(loss, ((pred - target) ** 2).mean(), atol=1e-6)
+
+
+def test_inject_grad_adds_the_aux_gradient_to_the_same_backward():
+    torch.manual_seed(0)
+    w = torch.randn(3, requires_grad=True)
+    v = torch.randn(3, requires_grad=True)
+    carrier, aux = (w * 2).sum(0, keepdim=True), (v ** 2).sum()
+    out = _InjectGrad.apply(carrier, aux, 0.5)
+    assert torch.equal(out, carrier)
+    (out * 3).sum().backward()
+    ref_w, ref_v = w.detach().clone().requires_grad_(), v.detach().clone().requires_grad_()
+    ((ref_w * 2).sum() * 3 + 0.5 * (ref_v ** 2).sum()).backward()
+    assert torch.allclose(w.grad, ref_w.grad) and torch.allclose(v.grad, ref_v.grad)
+
+
+def test_aux_loss_trains_the_decoder_and_leaves_outputs_unchanged():
+    model = _model(aux_loss="obs_diff", readout="spikes+obs", grsn_hidden_size=16)
+    pol = model.policy
+    before = [p.detach().clone() for p in pol.aux_decoder.parameters()]
+    opt = {id(p) for g in pol.optimizer.param_groups for p in g["params"]}
+    assert all(id(p) in opt for p in pol.aux_decoder.parameters())
+    model.learn(256)
+    assert np.isfinite(pol.last_aux_loss) and pol.last_aux_loss > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, pol.aux_decoder.parameters()))
+    # evaluate_actions returns the same values with and without the injected loss
+    batch = next(model.rollout_buffer.get(None)) if model.rollout_buffer.full else None
+    if batch is not None:
+        acts = batch.actions.long().flatten()
+        out = pol.evaluate_actions(batch.observations, acts, batch.lstm_states,
+                                   batch.episode_starts)
+        pol.aux_inject = False
+        ref = pol.evaluate_actions(batch.observations, acts, batch.lstm_states,
+                                   batch.episode_starts)
+        pol.aux_inject = True
+        for a, b in zip(out, ref):
+            assert torch.equal(a, b)
+
+
+def test_aux_decoder_is_training_only_and_saved(tmp_path):
+    model = _model(aux_loss="obs_diff", grsn_hidden_size=16)
+    model.learn(128)
+    obs = model.get_env().reset()
+    act, _ = model.predict(obs, deterministic=True)
+    with torch.no_grad():
+        for p in model.policy.aux_decoder.parameters():
+            p.add_(1.0)   # the decoder takes no part in acting
+    act2, _ = model.predict(obs, deterministic=True)
+    assert np.array_equal(act, act2)
+    model.save(tmp_path / "m.zip")
+    loaded = RecurrentPPO.load(tmp_path / "m.zip")
+    for a, b in zip(model.policy.aux_decoder.parameters(), loaded.policy.aux_decoder.parameters()):
+        assert torch.equal(a, b)
+    assert loaded.policy.aux_kwargs["aux_loss"] == "obs_diff"
+
+
+def test_lstm_critic_is_an_lstm_and_the_actor_stays_spiking():
+    model = _model(critic_core="lstm", grsn_hidden_size=16)
+    pol = model.policy
+    assert isinstance(pol.lstm_critic, torch.nn.LSTM)
+    assert isinstance(pol.lstm_actor, policies.GRSNCore)
+    assert pol.cores() == [pol.lstm_actor]
+    model.learn(128)
+
+
+# ------------------------------------------------------------------ GRU baseline
+
+def test_gru_sequences_with_resets_equal_single_steps():
+    model = _model(GRUPolicy, lstm_hidden_size=8)
+    core = model.policy.lstm_actor
+    assert isinstance(core.gru, torch.nn.GRU)
+    torch.manual_seed(1)
+    x = torch.randn(10, 3, core.input_size)
+    starts = torch.zeros(10, 3)
+    starts[0, 2] = starts[4, 1] = starts[7, 0] = 1
+    h0 = (torch.randn(1, 3, 8), torch.zeros(1, 3, 8))
+    out, (h, c) = core(x, h0, starts)
+    state, outs = h0, []
+    for t in range(10):
+        o, state = core(x[t:t + 1], state, starts[t:t + 1])
+        outs.append(o)
+    assert torch.allclose(out, torch.cat(outs), atol=1e-6)
+    assert torch.allclose(h, state[0], atol=1e-6) and torch.count_nonzero(c) == 0
+
+
+def test_gru_policy_trains_saves_and_loads(tmp_path):
+    model = _model(GRUPolicy, lstm_hidden_size=8)
+    model.learn(128)
+    assert not any(isinstance(m, torch.nn.LSTM) for m in model.policy.modules())
+    model.save(tmp_path / "gru.zip")
+    loaded = RecurrentPPO.load(tmp_path / "gru.zip")
+    assert type(loaded.policy) is GRUPolicy
+    obs = model.get_env().reset()
+    a1, s1 = model.predict(obs, deterministic=True)
+    a2, s2 = loaded.predict(obs, deterministic=True)
+    assert np.array_equal(a1, a2) and np.array_equal(s1[0], s2[0])
+
+
+# ------------------------------------------------------------------ the instrument
+
+def test_ridge_probe_recovers_a_linear_target_and_not_noise():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    assert ridge_cv_r2(x, x @ np.array([1.0, -2, 0, 0, 3])) > 0.99
+    assert ridge_cv_r2(x, rng.normal(size=400)) < 0.1
+    with pytest.raises(ValueError, match="at least 8 samples"):
+        ridge_cv_r2(x[:5], x[:5, 0])
+
+
+@pytest.mark.parametrize("policy,kw", [(GRSNPolicy, dict(grsn_hidden_size=16,
+                                                          aux_loss="obs_diff")),
+                                       ("MlpLstmPolicy", dict(lstm_hidden_size=16))])
+def test_instrument_logs_every_update_and_does_not_change_training(tmp_path, policy, kw):
+    def train(callback):
+        model = _model(policy, **kw)
+        model.learn(3 * 64, callback=callback)
+        return model
+    cb = LearningSignalCallback(csv_path=str(tmp_path / "d.csv"), probe_every=1,
+                                probe_target=lambda env: np.asarray(env.state)[[1, 3]])
+    with_cb, without = train(cb), train(None)
+    for a, b in zip(with_cb.policy.parameters(), without.policy.parameters()):
+        assert torch.equal(a, b)
+    assert len(cb.rows) == 3
+    lines = (tmp_path / "d.csv").read_text().splitlines()
+    assert lines[0].split(",") == FIELDS and len(lines) == 4
+    for row in cb.rows:
+        assert row["grad_core_actor"] > 0 and row["grad_core_critic"] > 0
+        assert row["grad_total"] > 0 and 0 <= row["clipped_fraction"] < 1
+        assert np.isfinite(row["probe_r2"])
+        if policy is GRSNPolicy:
+            assert row["grad_core_aux"] > 0
+            assert 0 <= row["flip_rate"] <= 1 and 0 <= row["firing_rate"] <= 1
+        else:
+            assert row["grad_core_aux"] == 0 and np.isnan(row["flip_rate"])

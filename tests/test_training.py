@@ -1,0 +1,128 @@
+"""policies.training: the model builder, the thread setter, the run matrix with CSV resume."""
+import csv
+import os
+
+import pytest
+import torch
+from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from stable_baselines3 import PPO
+
+import policies
+from policies import training, zoo
+
+
+@pytest.mark.parametrize("name, algo, policy_class", [
+    ("grsn", RecurrentPPO, policies.GRSNPolicy),
+    ("lif", RecurrentPPO, policies.LIFPolicy),
+    ("notap", RecurrentPPO, policies.NoTAPPolicy),
+    ("lstm", RecurrentPPO, RecurrentActorCriticPolicy),
+    ("mlp", PPO, None),
+])
+def test_build_model_makes_each_policy_with_the_tables_hyperparameters(name, algo, policy_class):
+    cfg = zoo.config_for("CueRecall-v0")  # 32 neurons, n_steps 32: not the defaults anywhere
+    env = policies.make_env("CueRecall-v0", cfg["n_envs"], 0)
+    model = training.build_model(name, env, cfg, 3, "cpu")
+    assert type(model) is algo and model.seed == 3
+    for key in ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef"):
+        assert getattr(model, key) == cfg[key], key
+    assert model.learning_rate == cfg["learning_rate"] and model.n_envs == cfg["n_envs"]
+    hidden = cfg["policy_kwargs"]["lstm_hidden_size"]
+    assert hidden == 32
+    if policy_class is None:  # the memoryless baseline: two layers of the core's width
+        assert model.policy.net_arch == [hidden, hidden]
+        assert not hasattr(model.policy, "lstm_actor")
+    else:
+        assert type(model.policy) is policy_class
+        assert model.policy.lstm_actor.hidden_size == hidden
+    env.close()
+
+
+def test_build_model_lets_the_caller_override_and_refuses_bad_input():
+    cfg = zoo.config_for("CartPole-P-v0")
+    env = policies.make_env("CartPole-P-v0", 1, 0)
+    # the caller's own spelling of the core size replaces the table's alias (no conflict)
+    model = training.build_model("grsn", env, cfg, 0, policy_kwargs=dict(grsn_hidden_size=16))
+    assert model.policy.lstm_actor.hidden_size == 16
+    model = training.build_model("mlp", env, cfg, 0, policy_kwargs=dict(net_arch=[8]))
+    assert model.policy.net_arch == [8]
+    with pytest.raises(ValueError, match="'gru'.*grsn"):
+        training.build_model("gru", env, cfg, 0)
+    with pytest.raises(TypeError, match="cfg must be a dict"):
+        training.build_model("grsn", env, [("n_steps", 8)], 0)
+    with pytest.raises(TypeError, match="bogus"):
+        training.build_model("grsn", env, cfg, 0, policy_kwargs=dict(bogus=1))
+    env.close()
+
+
+def test_set_threads_sets_torch_and_the_environment(monkeypatch):
+    before = torch.get_num_threads()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    try:
+        training.set_threads(1)
+        assert torch.get_num_threads() == 1
+        assert os.environ["OMP_NUM_THREADS"] == os.environ["OPENBLAS_NUM_THREADS"] == "1"
+        numba = pytest.importorskip("numba")
+        assert numba.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="got 0"):
+        training.set_threads(0)
+    with pytest.raises(TypeError, match="'2'"):
+        training.set_threads("2")
+
+
+CALLS = []
+
+
+def _fake_run(task: str, seed: int, scale: float) -> dict:
+    CALLS.append((task, seed))
+    return dict(task=task, seed=seed, value=scale * seed)
+
+
+def test_run_matrix_appends_rows_and_resumes_from_the_csv(tmp_path):
+    path = str(tmp_path / "results.csv")
+    fields = ["task", "seed", "value"]
+    jobs = [dict(task="a", seed=s, scale=2.0) for s in (0, 1)]
+    CALLS.clear()
+    done = list(training.run_matrix(path, jobs, fields, ("task", "seed"), fn=_fake_run))
+    assert [row for _, row, _ in done] == [dict(task="a", seed=0, value=0.0),
+                                           dict(task="a", seed=1, value=2.0)]
+    assert CALLS == [("a", 0), ("a", 1)]
+    # a second call with one more job runs only that one; the CSV keeps one row per job
+    CALLS.clear()
+    jobs.append(dict(task="b", seed=0, scale=2.0))
+    assert [job for job, _, _ in training.run_matrix(path, jobs, fields, ("task", "seed"),
+                                                     fn=_fake_run)] == [jobs[-1]]
+    assert CALLS == [("b", 0)]
+    rows = list(csv.DictReader(open(path)))
+    assert [(r["task"], r["seed"], r["value"]) for r in rows] == [
+        ("a", "0", "0.0"), ("a", "1", "2.0"), ("b", "0", "0.0")]
+    assert training.load_rows(path) == rows
+    with pytest.raises(ValueError, match=r"\['lever'\]"):
+        list(training.run_matrix(path, jobs, fields, ("lever", "seed"), fn=_fake_run))
+
+
+def test_run_all_refuses_a_bad_process_count():
+    with pytest.raises(ValueError, match="n_parallel.*0"):
+        list(training.run_all([dict(task="a", seed=0, scale=1.0)], 0, fn=_fake_run))
+
+
+def test_task_config_shrinks_for_quick_and_replaces_the_budget():
+    assert training.task_config("CueRecall-v0", False) == zoo.config_for("CueRecall-v0")
+    quick = training.task_config("CueRecall-v0", True)
+    assert (quick["n_timesteps"], quick["n_envs"], quick["n_steps"], quick["batch_size"]) == (
+        2048, 4, 64, 128)
+    marl = training.task_config("spread-PO", True, timesteps=500)
+    assert (marl["n_timesteps"], marl["n_copies"], marl["n_steps"]) == (500, 2, 64)
+
+
+def test_positive_int_is_an_argparse_type_quoting_the_input():
+    import argparse
+
+    assert training.positive_int("3") == 3
+    for text, msg in (("0", "must be >= 1, got '0'"), ("-2", "got '-2'"),
+                      ("x", "integer >= 1, got 'x'")):
+        with pytest.raises(argparse.ArgumentTypeError, match=msg):
+            training.positive_int(text)
