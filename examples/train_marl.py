@@ -23,12 +23,11 @@ import time
 
 import torch
 
-from policies.marl import TeamMetricsCallback
+from policies.marl import TeamMetricsCallback, evaluate_team
 from policies.training import (
     POLICIES,
     add_threads_option,
     build_model,
-    evaluate_team,
     make_task_env,
     positive_int,
     set_threads,
@@ -71,9 +70,9 @@ def main(argv=None) -> int:
                 progress_bar=not args.no_progress_bar)
     train_time = time.time() - t0
     eval_venv = make_task_env(args.env, args.copies, args.seed + 10_000)
-    team = evaluate_team(model, eval_venv, args.eval_episodes)
-    print(f"\n{args.policy} on {args.env}: team return {team.mean():.1f} +- {team.std():.1f} "
-          f"over {len(team)} episodes (trained {model.num_timesteps} agent-steps in "
+    mean, std, episodes = evaluate_team(model, eval_venv, args.eval_episodes)
+    print(f"\n{args.policy} on {args.env}: team return {mean:.1f} +- {std:.1f} "
+          f"over {len(episodes)} episodes (trained {model.num_timesteps} agent-steps in "
           f"{train_time:.1f} s, {model.num_timesteps / train_time:.0f} agent-steps/s)")
     if args.save:
         os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)

@@ -1,7 +1,7 @@
 """Stable-Baselines3-facing pieces of grsn_sj: recurrent spiking policies for sb3-contrib's
 RecurrentPPO, the POMDP task suite (registered with gymnasium on import) and the PettingZoo
 parameter-sharing VecEnv."""
-from .callbacks import FiringRateCallback
+from .callbacks import FiringRateCallback, TeamMetricsCallback
 from .cores import GRSNCore, LIFCore, NoTAPCore, SpikingCore
 from .envs import (
     CueRecallEnv,
@@ -14,10 +14,11 @@ from .envs import (
 
 from .marl import (
     PettingZooVecEnv,
-    TeamMetricsCallback,
     WIN_KEYS,
     agent_type,
+    evaluate_team,
     make_pursuit,
+    make_smax,
     make_speaker_listener,
     make_spread_po,
 )
@@ -58,12 +59,14 @@ __all__ = [
     "TeamMetricsCallback",
     "WIN_KEYS",
     "agent_type",
+    "evaluate_team",
     "CueRecallEnv",
     "ObservationSubsetWrapper",
     "POMDP_ENV_IDS",
     "PrevActionRewardWrapper",
     "make_env",
     "make_pursuit",
+    "make_smax",
     "make_speaker_listener",
     "make_spread_po",
     "register_envs",

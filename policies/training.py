@@ -23,7 +23,6 @@ import os
 import time
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
-import numpy as np
 import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
@@ -33,7 +32,13 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 from . import zoo
 from .envs import make_env
-from .marl import PettingZooVecEnv, make_speaker_listener, make_spread_po
+from .marl import (
+    PettingZooVecEnv,
+    evaluate_team,
+    make_speaker_listener,
+    make_spread_po,
+    team_episodes,
+)
 from .recurrent import _LSTM_ALIASES, GRSNPolicy, GRUPolicy, LIFPolicy, NoTAPPolicy
 
 __all__ = [
@@ -189,15 +194,14 @@ class CurveCallback(BaseCallback):
         self.points: list[tuple[int, float]] = []
 
     def _on_step(self) -> bool:
-        seen = set()
-        for info in self.locals.get("infos", []):
-            if self.marl:
-                team = info.get("team_episode")
-                if team is not None and team["copy"] not in seen:
-                    seen.add(team["copy"])
-                    self.points.append((self.num_timesteps, float(team["r"])))
-            elif "episode" in info:
-                self.points.append((self.num_timesteps, float(info["episode"]["r"])))
+        infos = self.locals.get("infos", [])
+        if self.marl:
+            for team in team_episodes(infos):
+                self.points.append((self.num_timesteps, float(team["r"])))
+        else:
+            for info in infos:
+                if "episode" in info:
+                    self.points.append((self.num_timesteps, float(info["episode"]["r"])))
         return True
 
 
@@ -252,29 +256,6 @@ def train_one(task: str, policy: str, seed: int, quick: bool,
     return Trained(model, cfg, curve.points, sps, env_kwargs)
 
 
-def evaluate_team(model, venv: PettingZooVecEnv, n_episodes: int) -> np.ndarray:
-    """Team returns of ``n_episodes`` copy-episodes, acting deterministically with the
-    recurrent state threaded per row (reset by ``episode_start`` at every copy's episode end).
-
-    Moved unchanged from ``examples/train_marl.py``; ``policies.marl.evaluate_team`` (written on
-    another branch) replaces it."""
-    obs = venv.reset()
-    state = None
-    starts = np.ones(venv.num_envs, dtype=bool)
-    returns: list[float] = []
-    while len(returns) < n_episodes:
-        action, state = model.predict(obs, state=state, episode_start=starts, deterministic=True)
-        obs, _, dones, infos = venv.step(action)
-        starts = dones
-        seen = set()
-        for info in infos:
-            team = info.get("team_episode")
-            if team is not None and team["copy"] not in seen:
-                seen.add(team["copy"])
-                returns.append(float(team["r"]))
-    return np.asarray(returns[:n_episodes])
-
-
 def energy_of(model, task: str, seed: int, env_kwargs: dict) -> dict:
     """Energy per decision from real rollout observations of the trained model."""
     from . import energy
@@ -307,8 +288,7 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
     eval_env = make_task_env(task, _n_env_copies(cfg) if marl else 4, seed + 10_000,
                              **env_kwargs)
     if marl:
-        returns = evaluate_team(model, eval_env, 10 if quick else 100)
-        mean, std = float(returns.mean()), float(returns.std())
+        mean, std, _ = evaluate_team(model, eval_env, 10 if quick else 100)
     else:
         mean, std = evaluate_policy(model, eval_env, n_eval_episodes=5 if quick else 20,
                                     deterministic=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import functools
 import itertools
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import gymnasium as gym
 import torch as th
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
@@ -31,9 +33,11 @@ from policies.marl import (
     WIN_KEYS,
     PettingZooVecEnv,
     TeamMetricsCallback,
+    evaluate_team,
     make_pursuit,
     make_speaker_listener,
     make_spread_po,
+    team_episodes,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -472,6 +476,41 @@ def test_same_instance_rejected():
         PettingZooVecEnv(lambda: env, 2)
 
 
+def _spread_aec():
+    from mpe2 import simple_spread_v3
+
+    return simple_spread_v3.env(max_cycles=5)
+
+
+class _NotAnEnv:
+    possible_agents = ["a_0"]
+
+
+@pytest.mark.parametrize("env_fn,got,fix", [
+    (lambda: None, r"got NoneType", r"env_fn returns nothing: add the missing `return"),
+    (lambda: gym.make("CartPole-v1"), r"got TimeLimit \(a gymnasium Env",
+     r"make_vec_env"),
+    (_spread_aec, r"got OrderEnforcingWrapper \(a PettingZoo AECEnv",
+     r"pettingzoo\.utils\.conversions\.aec_to_parallel"),
+    (_NotAnEnv, r"got _NotAnEnv \(no observation_space, action_space, reset, step\)",
+     r"subclass pettingzoo\.ParallelEnv"),
+], ids=["none", "gymnasium", "aec", "other"])
+@pytest.mark.parametrize("subprocess", [False, True], ids=["local", "subprocess"])
+def test_env_fn_must_return_a_parallel_env(env_fn, got, fix, subprocess):
+    with pytest.raises(TypeError, match=r"env_fn must return a PettingZoo ParallelEnv") as info:
+        PettingZooVecEnv(env_fn, n_copies=2, subprocess=subprocess)
+    assert re.search(got, str(info.value)), str(info.value)
+    assert re.search(fix, str(info.value)), str(info.value)
+
+
+def test_aec_to_parallel_is_the_fix():
+    from pettingzoo.utils.conversions import aec_to_parallel
+
+    venv = PettingZooVecEnv(lambda: aec_to_parallel(_spread_aec()), 2)
+    check_vecenv(venv, n_steps=12)
+    venv.close()
+
+
 def test_render_tiles_one_image_per_copy():
     venv = PettingZooVecEnv(toy(render_mode="rgb_array"), 3)
     assert venv.render_mode == "rgb_array"
@@ -607,6 +646,83 @@ def test_win_keys():
     assert infos[0]["team_episode"]["win"] == 1.0
 
 
+def test_team_episodes_once_per_copy():
+    a = {"r": 1.0, "l": 2, "copy": 0}
+    b = {"r": 5.0, "l": 3, "copy": 1, "win": 1.0}
+    loose = {"r": 7.0, "l": 1}  # no copy index: counts as its own
+    infos = [{"team_episode": a}, {"team_episode": dict(a)}, {}, "not a dict",
+             {"team_episode": b}, {"team_episode": dict(b)}, {"team_episode": loose},
+             {"team_episode": dict(loose)}]
+    assert team_episodes(infos) == [a, b, loose, loose]
+    assert team_episodes([]) == []
+
+
+class _ProbeModel:
+    """A stand-in for an SB3 model: action 0, and records the recurrent-state protocol."""
+
+    def __init__(self):
+        self.calls: list[tuple[Any, np.ndarray, bool]] = []
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=False):
+        self.calls.append((state, np.array(episode_start), deterministic))
+        return np.zeros(len(obs), dtype=int), ("state", len(self.calls))
+
+
+def test_evaluate_team_takes_a_fixed_share_of_each_copy():
+    # copy 0 ends every 2 steps (team return 3 x 2), copy 1 every 5 (3 x 5): taking the first 4
+    # episodes to end would take 3 of copy 0; each copy must give 2
+    counter = itertools.count()
+    venv = PettingZooVecEnv(lambda: ToyEnv(max_cycles=2 if next(counter) == 0 else 5), 2)
+    model = _ProbeModel()
+    mean, std, episodes = evaluate_team(model, venv, 4, deterministic=False)
+    assert sorted((e["copy"], e["r"]) for e in episodes) == [(0, 6.0)] * 2 + [(1, 15.0)] * 2
+    assert mean == 10.5 and std == 4.5
+    assert len(model.calls) == 10  # until copy 1's second episode ends
+    # state threaded, episode_start = previous step's dones, deterministic passed on
+    assert model.calls[0][0] is None and model.calls[0][1].all()
+    for t, (state, starts, det) in enumerate(model.calls[1:], start=1):
+        assert state == ("state", t) and det is False
+        assert starts.tolist() == [t % 2 == 0] * 2 + [t % 5 == 0] * 2
+    # 3 episodes over 2 copies: (3 + c) // 2 -> copy 0 one, copy 1 two
+    result = evaluate_team(_ProbeModel(), venv, 3)
+    assert sorted(e["copy"] for e in result.episodes) == [0, 1, 1]
+    assert sorted(result.returns.tolist()) == [6.0, 15.0, 15.0] and result.win_rate is None
+    venv.close()
+
+
+def test_evaluate_team_through_wrappers_and_win_rate():
+    counter = itertools.count()
+    venv = PettingZooVecEnv(lambda: ToyEnv(max_cycles=3, win=next(counter) == 0), 2)
+    result = evaluate_team(_ProbeModel(), VecNormalize(VecMonitor(venv)), 6)
+    assert result.returns.tolist() == [9.0] * 6  # unnormalised team returns
+    assert result.win_rate == 0.5
+    venv.close()
+
+
+def test_evaluate_team_with_recurrent_ppo():
+    venv = PettingZooVecEnv(toy(max_cycles=4), 2)
+    model = RecurrentPPO(GRSNPolicy, venv, n_steps=8, batch_size=16, seed=0, device="cpu",
+                         policy_kwargs=dict(lstm_hidden_size=8, net_arch=[]))
+    mean, std, episodes = evaluate_team(model, venv, 5)
+    assert len(episodes) == 5 and mean == 12.0 and std == 0.0
+    venv.close()
+
+
+@pytest.mark.parametrize("n", [0, -1, 2.0, True, "3"])
+def test_evaluate_team_rejects_bad_episode_counts(n):
+    venv = PettingZooVecEnv(toy(), 1)
+    with pytest.raises(ValueError, match=f"n_episodes must be a positive integer, got {n!r}"):
+        evaluate_team(_ProbeModel(), venv, n)
+
+
+def test_evaluate_team_rejects_other_vec_envs():
+    from stable_baselines3.common.env_util import make_vec_env
+
+    venv = make_vec_env("CartPole-v1", 2)
+    with pytest.raises(TypeError, match="needs a PettingZooVecEnv.*got DummyVecEnv.*evaluate_policy"):
+        evaluate_team(_ProbeModel(), venv, 2)
+
+
 # ------------------------------------------------------------------------------------------
 # subprocess copies
 # ------------------------------------------------------------------------------------------
@@ -662,3 +778,59 @@ def test_forgotten_close_does_not_hang():
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "done" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------
+# package structure
+# ------------------------------------------------------------------------------------------
+def test_policies_imports_without_pettingzoo():
+    """pettingzoo / mpe2 / pymunk are the optional ``marl`` extra: ``import policies`` (and the
+    adapter's package) must work without them; only the factories need them, when called."""
+    script = textwrap.dedent("""
+        import importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("pettingzoo", "mpe2", "pymunk", "jax", "jaxmarl"):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, Block())
+        import policies
+        from policies import PettingZooVecEnv, TeamMetricsCallback, make_spread_po
+        from policies.marl import TeamMetricsCallback as T
+        assert T is TeamMetricsCallback
+        try:
+            make_spread_po()
+        except ModuleNotFoundError as exc:
+            print("factory needs", exc.name, flush=True)
+        try:
+            policies.make_smax("2s3z")
+        except ImportError as exc:
+            print("make_smax:", exc, flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "factory needs mpe2" in proc.stdout
+    assert "make_smax: make_smax needs the smax extra" in proc.stdout
+    assert "pip install 'grsn_sj[smax]' (No module named 'jax')" in proc.stdout
+
+
+def test_policies_does_not_import_jax():
+    script = "import sys, policies, policies.marl; print(sorted({m.split('.')[0] for m in " \
+             "sys.modules} & {'jax', 'jaxmarl', 'pettingzoo', 'mpe2'}))"
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_old_import_paths():
+    import policies
+    import policies.callbacks
+    import policies.marl
+
+    for name in ["PettingZooVecEnv", "TeamMetricsCallback", "WIN_KEYS", "agent_type",
+                 "evaluate_team", "make_pursuit", "make_speaker_listener", "make_spread_po"]:
+        assert getattr(policies, name) is getattr(policies.marl, name)
+    assert policies.marl.TeamMetricsCallback is policies.callbacks.TeamMetricsCallback
+    with pytest.raises(AttributeError, match="no_such_name"):
+        policies.marl.no_such_name  # noqa: B018

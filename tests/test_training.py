@@ -46,8 +46,8 @@ def test_build_model_lets_the_caller_override_and_refuses_bad_input():
     assert model.policy.lstm_actor.hidden_size == 16
     model = training.build_model("mlp", env, cfg, 0, policy_kwargs=dict(net_arch=[8]))
     assert model.policy.net_arch == [8]
-    with pytest.raises(ValueError, match="'gru'.*grsn"):
-        training.build_model("gru", env, cfg, 0)
+    with pytest.raises(ValueError, match="'transformer'.*grsn"):
+        training.build_model("transformer", env, cfg, 0)
     with pytest.raises(TypeError, match="cfg must be a dict"):
         training.build_model("grsn", env, [("n_steps", 8)], 0)
     with pytest.raises(TypeError, match="bogus"):
