@@ -62,6 +62,7 @@ Counting conventions (every number in a report follows these)
   sub-steps (values in ``{0, 1/sub_steps, ...}``), a real number, so the first head layer costs
   MACs (with ``sub_steps == 1`` the rate is the spike itself and is counted as spikes).
 * ``nn.LSTM`` (hidden ``H``, input ``in``): ``4 * H * (in + H)`` MACs per step and layer
+  (``nn.GRU``: ``3 * H * (in + H)``)
   (``W_ih x + W_hh h``; the two products accumulate into the same sums), plus ``H * P`` for a
   projection ``proj_size = P`` (then the recurrent width is ``P``); both directions when
   bidirectional.
@@ -161,6 +162,7 @@ __all__ = [
     "LIF_NEURON_OPS",
     "LIF_NEURON_OPS_NONZERO_RESET",
     "LSTM_CELL_OPS",
+    "GRU_CELL_OPS",
     "ACTIVATION_MODULES",
     "OpCounts",
     "EnergyScope",
@@ -236,6 +238,9 @@ LIF_NEURON_OPS = NeuronOps(macs=1, acs=3, activations=0)
 LIF_NEURON_OPS_NONZERO_RESET = NeuronOps(macs=1, acs=4, activations=0)
 #: LSTM cell per hidden unit (element-wise part): 3 MACs + 5 activations.
 LSTM_CELL_OPS = NeuronOps(macs=3, acs=0, activations=5)
+#: GRU cell per hidden unit (element-wise part, PyTorch's equations): ``r * (W_hn h + b_hn)``
+#: and ``(1 - z) * n + z * h`` = 3 MACs; sigmoid r, sigmoid z, tanh n = 3 activations.
+GRU_CELL_OPS = NeuronOps(macs=3, acs=0, activations=3)
 
 #: activation modules counted as ``activations`` (one per output element).
 ACTIVATION_MODULES: tuple[type[nn.Module], ...] = (
@@ -413,7 +418,8 @@ class _OpCounter(ModuleCounter):
         self.counting = counting
         self.ops: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
         self.notes: list[str] = []
-        self.rules = {("forward", nn.Linear): self._linear, ("forward", nn.LSTM): self._lstm}
+        self.rules = {("forward", nn.Linear): self._linear, ("forward", nn.LSTM): self._rnn,
+                      ("forward", nn.GRU): self._rnn}
         for act in ACTIVATION_MODULES:
             self.rules[("forward", act)] = self._activation
 
@@ -458,23 +464,26 @@ class _OpCounter(ModuleCounter):
                                neu_ac=n * role.neuron.acs, act=n * role.neuron.activations)
         return total
 
-    def _lstm(self, module: nn.LSTM, args: tuple, kwargs: dict, out: Any) -> int:
+    def _rnn(self, module: nn.RNNBase, args: tuple, kwargs: dict, out: Any) -> int:
+        """``nn.LSTM`` (4 gates, :data:`LSTM_CELL_OPS`) or ``nn.GRU`` (3 gates,
+        :data:`GRU_CELL_OPS`): ``gates * H * (in + H)`` MACs per step, layer and direction."""
+        gates, cell = (4, LSTM_CELL_OPS) if isinstance(module, nn.LSTM) else (3, GRU_CELL_OPS)
         x = self._first_input(args, kwargs)
         if isinstance(x, nn.utils.rnn.PackedSequence):
             steps = int(x.data.shape[0])
         else:
             steps = x.numel() // module.input_size
         dirs = 2 if module.bidirectional else 1
-        hidden, proj = module.hidden_size, module.proj_size
+        hidden, proj = module.hidden_size, getattr(module, "proj_size", 0)
         width = proj if proj > 0 else hidden
         syn_mac = 0
         for layer in range(module.num_layers):
             in_l = module.input_size if layer == 0 else width * dirs
-            syn_mac += dirs * steps * (4 * hidden * (in_l + width) + (hidden * proj))
+            syn_mac += dirs * steps * (gates * hidden * (in_l + width) + (hidden * proj))
         cells = dirs * steps * module.num_layers * hidden
         return self._add(self.names.get(module, type(module).__name__), syn_mac=syn_mac,
-                         neu_mac=cells * LSTM_CELL_OPS.macs, neu_ac=cells * LSTM_CELL_OPS.acs,
-                         act=cells * LSTM_CELL_OPS.activations)
+                         neu_mac=cells * cell.macs, neu_ac=cells * cell.acs,
+                         act=cells * cell.activations)
 
     def _activation(self, module: nn.Module, args: tuple, kwargs: dict, out: Any) -> int:
         return self._add(self.names.get(module, type(module).__name__),

@@ -258,6 +258,11 @@ class GRUCore(nn.Module):
         self.output_dim = hidden_size
         self.gru = nn.GRU(input_size, hidden_size, num_layers, **gru_kwargs)
 
+    def op_counting(self) -> CoreCounting:
+        """Nothing to declare: the ``nn.GRU`` is counted by grsn_sj.energy's GRU rule, and the
+        latent ``h`` is real-valued."""
+        return CoreCounting()
+
     def forward(self, features: torch.Tensor, state: State,
                 episode_starts: torch.Tensor) -> tuple[torch.Tensor, State]:
         h, outs = state[0], []

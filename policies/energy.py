@@ -259,11 +259,11 @@ def _check_modules(policy: nn.Module, names: Mapping[nn.Module, str]) -> None:
     for module in policy.modules():
         if module is policy or not any(True for _ in module.parameters(recurse=False)):
             continue
-        if isinstance(module, (nn.Linear, nn.LSTM, BaseNode, nn.PReLU)):
+        if isinstance(module, (nn.Linear, nn.LSTM, nn.GRU, BaseNode, nn.PReLU)):
             continue
         raise TypeError(
             f"cannot count the operations of {names.get(module)} ({type(module).__name__}): "
-            "only nn.Linear, nn.LSTM, SpikingJelly neurons and activation modules are "
+            "only nn.Linear, nn.LSTM, nn.GRU, SpikingJelly neurons and activation modules are "
             "supported (e.g. a CNN features extractor is not); use count_ops on the supported "
             "parts or a FlattenExtractor policy")
 

@@ -169,3 +169,14 @@ def test_instrument_logs_every_update_and_does_not_change_training(tmp_path, pol
             assert 0 <= row["flip_rate"] <= 1 and 0 <= row["firing_rate"] <= 1
         else:
             assert row["grad_core_aux"] == 0 and np.isnan(row["flip_rate"])
+
+
+def test_gru_energy_counts_three_gates_per_step():
+    from policies.energy import collect_observations, estimate_energy
+
+    model = _model(GRUPolicy, lstm_hidden_size=16)
+    obs, starts = collect_observations(model, policies.make_env("CartPole-P-v0", 2, 1), 10)
+    report = estimate_energy(model.policy, obs, starts)
+    H, d = 16, 2
+    assert report.core.macs == 3 * H * (d + H) + 3 * H        # gate products + cell updates
+    assert report.core.acs == 0 and report.agent.macs > report.core.macs
