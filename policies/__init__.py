@@ -33,6 +33,7 @@ from .recurrent import (
     MultiInputLIFPolicy,
     MultiInputNoTAPPolicy,
     NoTAPPolicy,
+    PaperGRSNPolicy,
     SpikingRecurrentPolicy,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "LIFPolicy",
     "NoTAPCore",
     "NoTAPPolicy",
+    "PaperGRSNPolicy",
     "PettingZooVecEnv",
     "SpikingCore",
     "SpikingRecurrentPolicy",

@@ -35,11 +35,11 @@ from torch import nn
 
 from .cores import GRSNCore, GRUCore, LIFCore, NoTAPCore, SpikingCore
 
-__all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "LIFPolicy", "NoTAPPolicy", "GRUPolicy",
+__all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "PaperGRSNPolicy", "LIFPolicy", "NoTAPPolicy", "GRUPolicy",
            "CnnGRSNPolicy", "MultiInputGRSNPolicy", "CnnLIFPolicy", "MultiInputLIFPolicy",
            "CnnNoTAPPolicy", "MultiInputNoTAPPolicy"]
 
-_CRITIC_CORES = ("same", "shared", "lstm")
+_CRITIC_CORES = ("same", "shared")
 _AUX_LOSSES = (None, "obs_diff")
 _ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _LSTM_ALIASES = {"lstm_hidden_size": "grsn_hidden_size", "n_lstm_layers": "n_grsn_layers",
@@ -71,6 +71,24 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         neuron fires on CartPole-P and the readout starts as a constant zero.
     :param tau, v_threshold, v_reset, surrogate_function, detach_reset: neuron options
         (see :class:`grsn_sj.GRSNNode`).
+    :param aux_loss: ``None`` or ``"obs_diff"``: a training-only self-predictive loss. A small
+        decoder (``Linear(readout, aux_hidden) -> ReLU -> Linear(aux_hidden, features)``) reads
+        the actor core's readout at step ``t`` and regresses the change of the core's input,
+        ``x_t - x_{t-1}``, standardised per dimension over the minibatch (steps without a
+        previous step in the same episode, and RecurrentPPO's padding, are left out). To
+        predict it the readout must carry what the current input does not hold -- the previous
+        input, i.e. the hidden velocity on a position-only POMDP -- so the loss gives the
+        spiking memory a direct learning signal that the policy gradient, which reaches the core
+        only through the heads, does not. Its gradient joins RecurrentPPO's own backward pass
+        (same optimizer step, same ``max_grad_norm`` clip); RecurrentPPO itself is unchanged.
+        The decoder is not used by ``predict`` and not counted in the energy estimate; it is
+        saved and loaded with the model. ``last_aux_loss`` holds the last minibatch's value.
+    :param aux_coef: weight of that loss against the PPO loss.
+    :param aux_hidden: width of the decoder's hidden layer.
+    :param critic_core: the critic's memory when it has its own (``enable_critic_grsn``):
+        ``"same"`` (a second core of the actor's kind) or ``"shared"`` (the actor's core, run a
+        second time for the critic with its own carried state, so the value loss also trains
+        the actor's memory). The deployed actor, and so its energy, is the same for both.
     """
 
     def __init__(
@@ -216,8 +234,6 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                           episode_starts: th.Tensor, lstm: SpikingCore
                           ) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
         """The whole sequence in one core call, episode starts handled inside it."""
-        if isinstance(lstm, nn.LSTM):
-            return super()._process_sequence(features, lstm_states, episode_starts, lstm)
         stash = self._aux_stash if lstm is self.lstm_actor else None
         return _core_sequence(features, lstm_states, episode_starts, lstm, stash)
 
@@ -230,11 +246,21 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
 
 
 class GRSNPolicy(SpikingRecurrentPolicy):
-    """Gated recurrent spiking neurons under TAP (the paper's agent), for RecurrentPPO.
+    """Gated recurrent spiking neurons under TAP, for RecurrentPPO.
 
     Memory core: :class:`grsn_sj.RecurrentGRSN` (one neuron update per env step, state reset at
-    episode starts inside the fused op). Extra arguments on top of
-    :class:`SpikingRecurrentPolicy`'s:
+    episode starts inside the fused op). Two defaults differ from the base class (and from the
+    paper's agent, :class:`PaperGRSNPolicy`), because with them GRSN learns what the LSTM
+    learns on position-only POMDPs (docs/RESULTS.md, "The learning gap"):
+
+    - ``readout="spikes+obs"``: the heads see the spikes and an embedding of the current
+      observation (the paper's shortcut), so the spikes need to carry only what the observation
+      does not;
+    - ``aux_loss="obs_diff"``: the training-only self-predictive loss described in
+      :class:`SpikingRecurrentPolicy`, which makes the spikes carry the previous observation.
+
+    ``readout="spikes", aux_loss=None`` gives the earlier, purely spiking policy. Extra arguments
+    on top of :class:`SpikingRecurrentPolicy`'s:
 
     :param learnable_tau: per-neuron learnable membrane decay.
     :param forget_bias: initial forget-gate bias (0 = the paper's initialisation).
@@ -251,11 +277,12 @@ class GRSNPolicy(SpikingRecurrentPolicy):
         model.learn(10_000)
     """
 
-    def __init__(self, *args, learnable_tau: bool = False, forget_bias: float = 0.0,
-                 backend: str = "auto", spike_recurrence: bool = False, **kwargs):
+    def __init__(self, *args, readout: str = "spikes+obs", aux_loss: Optional[str] = "obs_diff",
+                 learnable_tau: bool = False, forget_bias: float = 0.0, backend: str = "auto",
+                 spike_recurrence: bool = False, **kwargs):
         self.grsn_kwargs = dict(learnable_tau=learnable_tau, forget_bias=forget_bias,
                                 backend=backend, spike_recurrence=spike_recurrence)
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, readout=readout, aux_loss=aux_loss, **kwargs)
 
     def _make_core(self, input_size, hidden_size, num_layers):
         return GRSNCore(input_size, hidden_size, num_layers, **self.core_kwargs,
@@ -265,6 +292,21 @@ class GRSNPolicy(SpikingRecurrentPolicy):
         data = super()._get_constructor_parameters()
         data.update(self.grsn_kwargs)
         return data
+
+
+class PaperGRSNPolicy(GRSNPolicy):
+    """The paper's GRSN agent as far as the policy goes: the observation shortcut in the readout,
+    no auxiliary loss, PyTorch's default initialisation (``input_bias=0``), 128 neurons. Every
+    argument of :class:`GRSNPolicy` still applies and overrides these. The paper's agent also
+    feeds the previous action and reward: wrap the env in :class:`policies.PrevActionRewardWrapper`
+    (``policies.make_env(..., prev_action_reward=True)``)."""
+
+    def __init__(self, *args, readout: str = "spikes+obs", aux_loss: Optional[str] = None,
+                 input_bias: float = 0.0, **kwargs):
+        if not any(k in kwargs for k in ("grsn_hidden_size", "lstm_hidden_size")):
+            kwargs["grsn_hidden_size"] = 128
+        super().__init__(*args, readout=readout, aux_loss=aux_loss, input_bias=input_bias,
+                         **kwargs)
 
 
 class LIFPolicy(SpikingRecurrentPolicy):

@@ -43,8 +43,13 @@ def _set_pattern(grsn_layer):
 
 
 def _grsn_policy(**kw):
+    """A small GRSNPolicy counted by hand: spikes-only readout unless a test asks for another
+    (the policy's default adds the observation shortcut, counted in its own test), and no
+    auxiliary decoder (training-only: it must not change the counts, see below)."""
     kw.setdefault("grsn_hidden_size", 4)
     kw.setdefault("net_arch", [5])
+    kw.setdefault("readout", "spikes")
+    kw.setdefault("aux_loss", None)
     return policies.GRSNPolicy(OBS, ACT, LR, **kw)
 
 
@@ -402,3 +407,17 @@ def test_a_core_that_declares_no_counting_is_refused():
     pol.lstm_actor = Opaque()
     with pytest.raises(TypeError, match="op_counting"):
         estimate_energy(pol, _obs(), STARTS)
+
+
+def test_training_only_parts_do_not_count():
+    """The auxiliary decoder is not part of the deployed actor: the same weights with and
+    without it give identical counts, and no decoder module appears in the report."""
+    torch.manual_seed(0)
+    plain = _grsn_policy(readout="spikes+obs", shortcut_dim=3)
+    torch.manual_seed(0)
+    with_aux = _grsn_policy(readout="spikes+obs", shortcut_dim=3, aux_loss="obs_diff")
+    with_aux.load_state_dict(plain.state_dict(), strict=False)
+    a = estimate_energy(plain, _obs(), STARTS)
+    b = estimate_energy(with_aux, _obs(), STARTS)
+    assert a.agent == b.agent and a.core == b.core
+    assert not any("aux_decoder" in name for name in b.per_module)

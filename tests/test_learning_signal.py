@@ -91,13 +91,23 @@ def test_aux_decoder_is_training_only_and_saved(tmp_path):
     assert loaded.policy.aux_kwargs["aux_loss"] == "obs_diff"
 
 
-def test_lstm_critic_is_an_lstm_and_the_actor_stays_spiking():
-    model = _model(critic_core="lstm", grsn_hidden_size=16)
+def test_shared_critic_core_is_the_actors_and_gets_the_value_gradient():
+    model = _model(critic_core="shared", grsn_hidden_size=16)
     pol = model.policy
-    assert isinstance(pol.lstm_critic, torch.nn.LSTM)
-    assert isinstance(pol.lstm_actor, policies.GRSNCore)
-    assert pol.cores() == [pol.lstm_actor]
-    model.learn(128)
+    assert pol.lstm_critic is pol.lstm_actor and pol.cores() == [pol.lstm_actor]
+    batch = None
+    model.learn(64)
+    batch = next(model.rollout_buffer.get(None))
+    values = pol.predict_values(batch.observations, batch.lstm_states.vf, batch.episode_starts)
+    grads = torch.autograd.grad(values.sum(), list(pol.lstm_actor.parameters()),
+                                allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    with pytest.raises(ValueError, match="critic_core"):
+        _model(critic_core="lstm")
+    with pytest.raises(ValueError, match="own"):
+        _model(critic_core="shared", shared_grsn=True, enable_critic_grsn=False)
+    with pytest.raises(ValueError, match="aux_loss"):
+        _model(aux_loss="next_obs")
 
 
 # ------------------------------------------------------------------ GRU baseline

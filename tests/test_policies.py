@@ -113,7 +113,7 @@ def test_save_load_predict_is_bit_identical(tmp_path, extra):
     model.save(path)
     loaded = RecurrentPPO.load(path)
     assert isinstance(loaded.policy, GRSNPolicy)
-    assert loaded.policy.lstm_actor.readout == extra.get("readout", "spikes")
+    assert loaded.policy.lstm_actor.readout == extra.get("readout", "spikes+obs")  # the default
     for (n1, p1), (n2, p2) in zip(model.policy.state_dict().items(),
                                   loaded.policy.state_dict().items()):
         assert n1 == n2 and torch.equal(p1, p2)

@@ -60,7 +60,7 @@ def test_rollout_readout_is_the_actor_cores_output():
                                  torch.as_tensor(s.episode_start, dtype=torch.float32)[None])
         np.testing.assert_array_equal(s.readout, latent[0].numpy())
         np.testing.assert_array_equal(s.state[0], state[0].numpy())
-        assert set(np.unique(s.readout)) <= {0.0, 1.0}
+        assert set(np.unique(s.readout[:, :16])) <= {0.0, 1.0}   # spikes, then the shortcut
     assert s.readout is not None
     with pytest.raises(ValueError, match="recurrent policy"):
         next(rollout(_model("mlp"), policies.make_env("CartPole-P-v0", 1, 0), activity=True))
