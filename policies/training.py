@@ -401,6 +401,8 @@ def _ray_runs(jobs: list[dict], n_parallel: int | None, fn: Callable[..., dict],
               address: str | None) -> Iterator[tuple[dict, dict | None, float | str]]:
     """``(job, row, seconds)`` per finished job and ``(job, None, error text)`` per failed one,
     as they finish, from Ray tasks of ``threads`` CPUs and threads each."""
+    if not jobs:  # all done already (a resumed sweep): no Ray to start
+        return
     import ray
 
     started = not ray.is_initialized()

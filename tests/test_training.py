@@ -144,7 +144,8 @@ def test_a_failed_job_is_reported_with_its_arguments_and_the_other_rows_are_kept
 def test_without_ray_parallel_and_cluster_runs_name_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     assert training.needs_ray(1, None) is False and training.needs_ray(None, None) is False
-    with pytest.raises(ImportError, match=r"2 jobs at a time needs Ray.*pip install -e '\.\[sweep\]'"):
+    with pytest.raises(ImportError,
+                       match=r"2 jobs at a time needs Ray.*pip install -e '\.\[sweep\]'"):
         training.needs_ray(2, None)
     with pytest.raises(ImportError, match=r"cluster at 'auto'.*\[sweep\]"):
         list(training.run_all([dict(task="a", seed=0, scale=1.0)], None, fn=_fake_run,
@@ -187,9 +188,9 @@ def test_ray_tasks_give_the_rows_of_the_in_process_runs(tmp_path, monkeypatch):
     assert float(remote["grsn", 0]["firing_rate"]) > 0  # a trained spiking policy, not a stub
 
 
-def test_a_failed_ray_task_is_reported_with_its_arguments_and_the_other_row_kept(tmp_path,
-                                                                                capsys):
-    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[sweep]')")
+def test_a_failed_ray_task_is_reported_with_its_arguments_and_the_other_row_kept(
+        tmp_path, capsys, monkeypatch):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[sweep]')")
     good, bad = _tiny_jobs(tmp_path)
     bad["policy_kwargs"] = dict(bogus_option=1)  # GRSNPolicy / the LSTM policy: TypeError
     path = str(tmp_path / "results.csv")
@@ -204,6 +205,10 @@ def test_a_failed_ray_task_is_reported_with_its_arguments_and_the_other_row_kept
     assert "'policy_kwargs': {'bogus_option': 1}" in str(info.value)
     assert "'policy': 'lstm', 'seed': 1" in str(info.value)
     assert "bogus_option" in capsys.readouterr().err
+    # resuming with nothing left to run starts no Ray
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started for no job"))
+    assert list(training.run_matrix(path, [good], training.CSV_FIELDS,
+                                    ("task", "policy", "seed"), n_parallel=2)) == []
 
 
 def test_task_config_shrinks_for_quick_and_replaces_the_budget():
