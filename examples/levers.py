@@ -26,9 +26,11 @@ from spikingjelly.activation_based import surrogate
 from policies.training import (
     CSV_FIELDS,
     POMDP_TASKS,
+    JobsFailed,
+    add_sweep_options,
     add_threads_option,
+    check_sweep_options,
     load_rows,
-    positive_int,
     run_matrix,
     run_one,
     set_threads,
@@ -97,10 +99,10 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--quick", action="store_true", help="tiny budget (smoke run)")
     p.add_argument("--out", default=None, help="output folder (default runs/levers[_quick])")
-    p.add_argument("--jobs", type=positive_int, default=1,
-                   help="runs in parallel (see reproduce.py)")
+    add_sweep_options(p)
     add_threads_option(p)
     args = p.parse_args(argv)
+    check_sweep_options(p, args)
     set_threads(args.threads)
     out = args.out or ("runs/levers_quick" if args.quick else "runs/levers")
     os.makedirs(out, exist_ok=True)
@@ -108,16 +110,24 @@ def main(argv=None) -> int:
 
     jobs = [dict(lever=lever, task=args.env, seed=seed, quick=args.quick, out=out)
             for lever in args.levers for seed in args.seeds]
-    for _, row, secs in run_matrix(path, jobs, FIELDS, ("lever", "task", "seed"), fn=run_lever,
-                                   n_parallel=args.jobs, threads=args.threads):
-        print(f"{row['lever']:<24} seed {row['seed']}: return {row['eval_return']:9.1f} "
-              f"({secs:.0f} s)", flush=True)
+    failed = None
+    try:
+        for _, row, secs in run_matrix(path, jobs, FIELDS, ("lever", "task", "seed"),
+                                       fn=run_lever, n_parallel=args.jobs, threads=args.threads,
+                                       address=args.address):
+            print(f"{row['lever']:<24} seed {row['seed']}: return {row['eval_return']:9.1f} "
+                  f"({secs:.0f} s)", flush=True)
+    except JobsFailed as err:  # the finished levers' rows are in the CSV
+        failed = err
 
     rows = [r for r in load_rows(path) if r["task"] == args.env]
     text = table(rows)
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(f"{args.env}\n\n" + text)
     print("\n" + text)
+    if failed is not None:
+        print(failed, file=sys.stderr)
+        return 1
     return 0
 
 

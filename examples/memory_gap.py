@@ -9,6 +9,7 @@ and evaluated on 200 episodes with deterministic actions.
     python examples/memory_gap.py                                   # k in 3 7 15 31, 3 seeds
     python examples/memory_gap.py --gaps 15 --grsn-kwargs forget_bias=2.0 --tag fb2
     python examples/memory_gap.py --policies grsn --grsn-kwargs readout=spikes+obs --tag shortcut
+    python examples/memory_gap.py --jobs 2                          # 2 runs at a time on Ray
 
 Results are appended to a CSV (default runs/memory_gap.csv, one row per run; finished runs are
 skipped, so the script resumes) and printed as a table of mean return per (policy, k).
@@ -25,8 +26,11 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 import policies
 from policies.training import (
+    JobsFailed,
+    add_sweep_options,
     add_threads_option,
     build_model,
+    check_sweep_options,
     load_rows,
     parse_kwargs,
     positive_int,
@@ -67,8 +71,10 @@ def main(argv=None) -> int:
                    help="GRSNPolicy policy_kwargs as key=value (e.g. forget_bias=2.0)")
     p.add_argument("--tag", default="default", help="label of this GRSN configuration")
     p.add_argument("--csv", default="runs/memory_gap.csv")
+    add_sweep_options(p)
     add_threads_option(p)
     args = p.parse_args(argv)
+    check_sweep_options(p, args)
     set_threads(args.threads)
     try:  # a bad --grsn-kwargs: its message now, not a traceback in the first GRSN run
         grsn_kwargs = parse_kwargs(args.grsn_kwargs)
@@ -82,10 +88,16 @@ def main(argv=None) -> int:
     jobs = [dict(policy=policy, tag=args.tag if policy == "grsn" else "lstm", gap=gap,
                  seed=seed, timesteps=args.timesteps, grsn_kwargs=grsn_kwargs)
             for policy in args.policies for gap in args.gaps for seed in args.seeds]
-    for _, row, _ in run_matrix(args.csv, jobs, FIELDS,
-                                ("policy", "tag", "gap", "seed", "timesteps"), fn=run_one):
-        print(f"{row['policy']:>5} [{row['tag']}] k={row['gap']:<3} seed={row['seed']} "
-              f"return={row['return']:+.2f} ({row['seconds']:.0f} s)", flush=True)
+    failed = None
+    try:
+        for _, row, _ in run_matrix(args.csv, jobs, FIELDS,
+                                    ("policy", "tag", "gap", "seed", "timesteps"), fn=run_one,
+                                    n_parallel=args.jobs, threads=args.threads,
+                                    address=args.address):
+            print(f"{row['policy']:>5} [{row['tag']}] k={row['gap']:<3} seed={row['seed']} "
+                  f"return={row['return']:+.2f} ({row['seconds']:.0f} s)", flush=True)
+    except JobsFailed as err:  # the finished runs' rows are in the CSV
+        failed = err
 
     rows = [r for r in load_rows(args.csv) if int(r["timesteps"]) == args.timesteps]
     table: dict = {}
@@ -101,6 +113,9 @@ def main(argv=None) -> int:
             vals = per.get(g, [])
             cells.append(f"{statistics.mean(vals):+.2f} (n={len(vals)})" if vals else "-")
         print(f"{f'{policy} [{tag}]':<28}" + "".join(f"{c:>14}" for c in cells))
+    if failed is not None:
+        print(failed, file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,7 +4,8 @@
     python examples/reproduce.py                    # the full protocol (many CPU hours)
     python examples/reproduce.py --tasks CartPole-V-v0 CueRecall-v0 --policies grsn lstm
     python examples/reproduce.py --plots-only       # redraw plots / tables from the CSV
-    python examples/reproduce.py --jobs 16          # 16 runs at a time (one core each)
+    python examples/reproduce.py --jobs 16          # 16 runs at a time on local Ray, 1 core each
+    python examples/reproduce.py --address auto     # on a Ray cluster (pip install -e '.[sweep]')
 
 Tasks: the POMDP suite (CartPole-P/-V, Pendulum-P/-V, LunarLander-P/-V, CueRecall with gap 15)
 and spread-PO (mpe2 simple_spread_v3, N=3, partially observed; parameter-shared). Policies:
@@ -17,7 +18,9 @@ and energy per decision from ``policies.energy`` (whole actor, and recurrent cor
 Runs already in the CSV are skipped, so the script resumes. Learning curves (episode returns
 seen during training) go to ``<out>/curves/``; the plots (``learning_curves.png``, ``energy.png``,
 ``return_vs_energy.png``) and ``summary.md`` (the tables used by docs/RESULTS.md) are rebuilt at
-the end from everything in the CSV.
+the end from everything in the CSV. Runs run one after the other in this process, or with
+``--jobs`` / ``--address`` as Ray tasks (``policies.training.run_all``); a run that fails is
+reported with its arguments at the end (exit status 1) and the others' rows are kept.
 """
 from __future__ import annotations
 
@@ -35,8 +38,11 @@ from policies.training import (
     MARL_TASKS,
     POLICIES,
     POMDP_TASKS,
+    JobsFailed,
+    add_sweep_options,
     add_threads_option,
     budget_conflict,
+    check_sweep_options,
     load_rows,
     positive_int,
     run_matrix,
@@ -173,16 +179,17 @@ def main(argv=None) -> int:
     p.add_argument("--plots-only", action="store_true")
     p.add_argument("--timesteps", type=positive_int, default=None,
                    help="budget of every run instead of the table's (one budget per --out)")
-    p.add_argument("--jobs", type=positive_int, default=1,
-                   help="runs in parallel, one process each (default 1)")
+    add_sweep_options(p)
     add_threads_option(p)
     args = p.parse_args(argv)
+    check_sweep_options(p, args)
     set_threads(args.threads)
     out = args.out or ("runs/reproduce_quick" if args.quick else "runs/reproduce")
     seeds = args.seeds[:1] if args.quick else args.seeds
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.csv")
 
+    failed = None
     if not args.plots_only:
         rows = load_rows(path)
         for task in args.tasks:
@@ -193,23 +200,30 @@ def main(argv=None) -> int:
                      timesteps=args.timesteps)
                 for task in args.tasks for policy in args.policies for seed in seeds]
         t_start = time.time()
-        for _, row, secs in run_matrix(path, jobs, CSV_FIELDS, ("task", "policy", "seed"),
-                                       n_parallel=args.jobs, threads=args.threads):
-            print(f"{row['task']:<17} {row['policy']:<6} seed {row['seed']}: return "
-                  f"{row['eval_return']:9.1f}  {row['energy_agent_nj']:8.2f} nJ/decision  "
-                  f"({secs:.0f} s)", flush=True)
+        try:
+            for _, row, secs in run_matrix(path, jobs, CSV_FIELDS, ("task", "policy", "seed"),
+                                           n_parallel=args.jobs, threads=args.threads,
+                                           address=args.address):
+                print(f"{row['task']:<17} {row['policy']:<6} seed {row['seed']}: return "
+                      f"{row['eval_return']:9.1f}  {row['energy_agent_nj']:8.2f} nJ/decision  "
+                      f"({secs:.0f} s)", flush=True)
+        except JobsFailed as err:
+            failed = err
         print(f"wall time {time.time() - t_start:.0f} s")
 
     rows = load_rows(path)
     if not rows:
         print("no results yet")
-        return 0
-    table = summary_table(rows)
-    with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write(table)
-    print("\n" + table)
-    for made in plots(rows, out):
-        print("wrote", made)
+    else:
+        table = summary_table(rows)
+        with open(os.path.join(out, "summary.md"), "w") as f:
+            f.write(table)
+        print("\n" + table)
+        for made in plots(rows, out):
+            print("wrote", made)
+    if failed is not None:  # the finished runs are in the CSV; a rerun runs only the failed
+        print(failed, file=sys.stderr)
+        return 1
     return 0
 
 

@@ -8,7 +8,8 @@ resuming from the CSV).
 - :func:`set_threads`: torch, numba (if installed) and the BLAS / OpenMP environment variables.
 - :func:`parse_kwargs`: ``key=value`` strings of a command line into a dict of literals.
 - :func:`train_one`, :func:`run_one`: one run of the protocol; :func:`run_matrix`: many, as CSV
-  rows, skipping the rows the CSV already holds (:func:`run_all` is the process pool under it).
+  rows, skipping the rows the CSV already holds (:func:`run_all` under it runs them in this
+  process, or as Ray tasks on this machine or a Ray cluster: the extra ``sweep``).
 - :class:`Diagnostic`, :func:`run_diagnostic`: the command line of a per-run study built on
   :func:`train_one` (``examples/eval_modes.py``, ``examples/probe_velocity.py``).
 """
@@ -17,10 +18,11 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
-import functools
 import json
 import os
+import sys
 import time
+import traceback
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import torch
@@ -42,10 +44,11 @@ from .marl import (
 from .recurrent import _LSTM_ALIASES, GRSNPolicy, GRUPolicy, LIFPolicy, NoTAPPolicy
 
 __all__ = [
-    "CSV_FIELDS", "Diagnostic", "MARL_TASKS", "POLICIES", "POMDP_TASKS", "TASK_KWARGS",
-    "Trained", "add_threads_option", "append_row", "budget_conflict", "build_model",
-    "load_rows", "make_task_env", "parse_kwargs", "positive_int", "run_all", "run_diagnostic",
-    "run_matrix", "run_one", "set_threads", "task_config", "train_one",
+    "CSV_FIELDS", "Diagnostic", "JobsFailed", "MARL_TASKS", "POLICIES", "POMDP_TASKS",
+    "TASK_KWARGS", "Trained", "add_sweep_options", "add_threads_option", "append_row",
+    "budget_conflict", "build_model", "check_sweep_options", "load_rows", "make_task_env",
+    "needs_ray", "parse_kwargs", "positive_int", "run_all", "run_diagnostic", "run_matrix",
+    "run_one", "set_threads", "task_config", "train_one",
 ]
 
 #: policy name -> (algorithm, policy): the names every command line accepts
@@ -148,11 +151,35 @@ def set_threads(n: int) -> None:
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
     """``--threads N`` (default 1) on a training command line; the command passes
-    ``args.threads`` to :func:`set_threads` (and to :func:`run_matrix` for its processes)."""
+    ``args.threads`` to :func:`set_threads` (and to :func:`run_matrix` for its Ray tasks)."""
     parser.add_argument(
         "--threads", type=positive_int, default=1,
         help="CPU threads per training process for torch, numba and BLAS (default 1: several "
              "threads per training oversubscribe a small or shared machine, up to 9x slower)")
+
+
+def add_sweep_options(parser: argparse.ArgumentParser) -> None:
+    """``--jobs N`` and ``--address`` on a command line that runs many trainings through
+    :func:`run_matrix`; after parsing, :func:`check_sweep_options` refuses them without Ray."""
+    parser.add_argument(
+        "--jobs", type=positive_int, default=None,
+        help="runs at a time, each a Ray task of --threads CPUs (needs pip install -e "
+             "'.[sweep]'); default: 1, in this process, or with --address as many as the "
+             "cluster has CPUs for")
+    parser.add_argument(
+        "--address", default=None,
+        help="run on this Ray cluster (auto: the one this machine is a node of; or "
+             "HEAD_IP:6379) instead of a local Ray; the CSV is written here, what a run writes "
+             "itself (reproduce's curves) on its node: give an --out every node shares")
+
+
+def check_sweep_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit through ``parser.error`` when ``args.jobs`` / ``args.address`` need Ray and it is
+    not installed (the message names ``pip install -e '.[sweep]'``)."""
+    try:
+        needs_ray(args.jobs, args.address)
+    except ImportError as err:
+        parser.error(str(err))
 
 
 def positive_int(text: str) -> int:
@@ -306,35 +333,133 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
 
 # ------------------------------------------------------------------------------ many runs
 
-def _timed_run(fn: Callable[..., dict], job: dict) -> tuple[dict, dict, float]:
-    t0 = time.time()
-    row = fn(**job)
-    return job, row, time.time() - t0
+class JobsFailed(RuntimeError):
+    """Raised by :func:`run_all` (and so :func:`run_matrix`) after every other job has run when
+    some jobs raised: ``failures`` holds ``(job, error text)`` per failed job, and the message
+    names each job's arguments. The rows of the jobs that finished were yielded (and appended to
+    the CSV by :func:`run_matrix`) before it is raised."""
+
+    def __init__(self, failures: list[tuple[dict, str]]):
+        self.failures = failures
+        lines = [f"{len(failures)} job(s) failed; the other jobs' rows were kept:"]
+        for job, error in failures:
+            lines += [f"--- job {job!r}:", error.rstrip()]
+        super().__init__("\n".join(lines))
 
 
-def run_all(jobs: list[dict], n_parallel: int = 1, fn: Callable[..., dict] = run_one,
-            threads: int = 1) -> Iterator[tuple[dict, dict, float]]:
-    """Yield ``(job, row, seconds)`` for every ``row = fn(**job)`` (default :func:`run_one`): in
-    this process, in order, when ``n_parallel`` is 1 (with the threads the caller set); else in
-    ``n_parallel`` spawned processes of ``threads`` threads each (:func:`set_threads`), as they
-    finish. ``fn`` must be importable by name (a module-level function) for the spawned
-    processes."""
-    if isinstance(n_parallel, bool) or not isinstance(n_parallel, int) or n_parallel < 1:
-        raise ValueError(f"n_parallel must be an int >= 1, got {n_parallel!r}")
-    if n_parallel == 1:
-        for job in jobs:
-            yield _timed_run(fn, job)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+def needs_ray(n_parallel: int | None, address: str | None) -> bool:
+    """Whether :func:`run_all` runs its jobs as Ray tasks: more than one at a time, or on the
+    cluster at ``address``; else one after the other in this process. Raises ``ImportError``
+    naming the extra to install when Ray is needed and not installed, ``ValueError`` for a bad
+    ``n_parallel``."""
+    if n_parallel is not None and (isinstance(n_parallel, bool) or not isinstance(n_parallel, int)
+                                   or n_parallel < 1):
+        raise ValueError(f"n_parallel must be an int >= 1 or None, got {n_parallel!r}")
+    if not (address or (n_parallel or 1) > 1):
+        return False
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        what = f"the Ray cluster at {address!r}" if address else f"{n_parallel} jobs at a time"
+        raise ImportError(f"{what} needs Ray, which is not installed: "
+                          "pip install -e '.[sweep]'") from None
+    return True
 
+
+def _timed_run(fn: Callable[..., dict], job: dict, threads: int | None = None
+               ) -> tuple[dict, float]:
+    """``(fn(**job), seconds)``; with ``threads``, :func:`set_threads` first (a Ray task)."""
     # numba's parallel kernels spin their worker threads; several processes that each keep
     # numba's default thread count on a shared CPU ran 12x slower in this project's runs
-    with ProcessPoolExecutor(n_parallel, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=functools.partial(set_threads, threads)) as pool:
-        futures = [pool.submit(_timed_run, fn, job) for job in jobs]
-        for fut in as_completed(futures):
-            yield fut.result()
+    if threads is not None:
+        set_threads(threads)
+    t0 = time.time()
+    row = fn(**job)
+    return row, time.time() - t0
+
+
+def _ray_runs(jobs: list[dict], n_parallel: int | None, fn: Callable[..., dict], threads: int,
+              address: str | None) -> Iterator[tuple[dict, dict | None, float | str]]:
+    """``(job, row, seconds)`` per finished job and ``(job, None, error text)`` per failed one,
+    as they finish, from Ray tasks of ``threads`` CPUs and threads each."""
+    if not jobs:  # all done already (a resumed sweep): no Ray to start
+        return
+    import ray
+
+    started = not ray.is_initialized()
+    if started:  # a caller's own ray.init() (e.g. a notebook's) is used as it is
+        if address:
+            ray.init(address=address)
+        else:  # a local Ray of n_parallel slots of `threads` CPUs each
+            ray.init(num_cpus=n_parallel * threads, include_dashboard=False)
+    task = ray.remote(num_cpus=threads, max_retries=0)(_timed_run)
+    limit = n_parallel if n_parallel is not None else len(jobs)  # a cluster: all at once
+    todo, running = list(jobs), {}
+    try:
+        while todo or running:
+            while todo and len(running) < limit:
+                job = todo.pop(0)
+                running[task.remote(fn, job, threads)] = job
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            job = running.pop(ref)
+            try:
+                row, secs = ray.get(ref)
+            except Exception as err:  # the task raised (RayTaskError: with its traceback) or died
+                yield job, None, str(err)
+            else:
+                yield job, row, secs
+    finally:
+        for ref in running:  # stopped early (an error in the caller's loop, Ctrl-C)
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
+
+
+def run_all(jobs: list[dict], n_parallel: int | None = 1, fn: Callable[..., dict] = run_one,
+            threads: int = 1, address: str | None = None
+            ) -> Iterator[tuple[dict, dict, float]]:
+    """Yield ``(job, row, seconds)`` for every ``row = fn(**job)`` (default :func:`run_one`).
+
+    With ``n_parallel`` 1 (or ``None``) and no ``address``: in this process, in order, with the
+    threads the caller set. Else as Ray tasks of ``threads`` CPUs and threads each
+    (:func:`set_threads` in the task), yielded as they finish: without ``address`` on a local
+    Ray of ``n_parallel`` such slots (``pip install -e '.[sweep]'``), with ``address`` on that
+    Ray cluster (``"auto"``, ``"HEAD_IP:6379"``), ``n_parallel`` at a time or, with ``None``,
+    as many as the cluster has CPUs for. A caller that has called ``ray.init()`` itself gets its
+    own Ray used. ``fn`` must be importable or picklable by value (cloudpickle) for the tasks.
+
+    A job that raises does not stop the others: its error is printed when it happens, and
+    :class:`JobsFailed`, naming every failed job's arguments, is raised after the last job."""
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+    if needs_ray(n_parallel, address):
+        results = _ray_runs(jobs, n_parallel, fn, threads, address)
+    else:
+        results = _in_process(jobs, fn)
+    failures = []
+    try:
+        for job, row, secs in results:
+            if row is None:
+                print(f"job {job!r} failed: {secs.strip().splitlines()[-1]}", file=sys.stderr,
+                      flush=True)
+                failures.append((job, secs))
+            else:
+                yield job, row, secs
+    finally:  # the caller stopped early: Ray's tasks are cancelled and a local Ray shut down
+        results.close()
+    if failures:
+        raise JobsFailed(failures)
+
+
+def _in_process(jobs: list[dict], fn: Callable[..., dict]
+                ) -> Iterator[tuple[dict, dict | None, float | str]]:
+    for job in jobs:
+        try:
+            row, secs = _timed_run(fn, job)
+        except Exception:
+            yield job, None, traceback.format_exc()
+        else:
+            yield job, row, secs
 
 
 def load_rows(path: str) -> list[dict]:
@@ -356,11 +481,12 @@ def append_row(path: str, row: dict, fields: list[str]) -> None:
 
 
 def run_matrix(path: str, jobs: list[dict], fields: list[str], key: Sequence[str],
-               fn: Callable[..., dict] = run_one, n_parallel: int = 1, threads: int = 1
-               ) -> Iterator[tuple[dict, dict, float]]:
+               fn: Callable[..., dict] = run_one, n_parallel: int | None = 1, threads: int = 1,
+               address: str | None = None) -> Iterator[tuple[dict, dict, float]]:
     """Run the ``jobs`` (keyword dicts of ``fn``) that the CSV at ``path`` does not hold yet and
-    append each finished ``row = fn(**job)`` to it (columns ``fields``), yielding
-    ``(job, row, seconds)`` as :func:`run_all` does.
+    append each finished ``row = fn(**job)`` to it (columns ``fields``) as it finishes, yielding
+    ``(job, row, seconds)`` as :func:`run_all` does (in this process or as Ray tasks; failed
+    jobs: :class:`JobsFailed` at the end, the finished rows already in the CSV).
 
     A job is done when a row of the CSV has the same values (compared as text) under the
     ``key`` names, which every job and every row must have: the CSV is the resume point."""
@@ -370,7 +496,7 @@ def run_matrix(path: str, jobs: list[dict], fields: list[str], key: Sequence[str
                          f"fields {fields}")
     done = {tuple(str(r[k]) for k in key) for r in load_rows(path)}
     pending = [job for job in jobs if tuple(str(job[k]) for k in key) not in done]
-    for job, row, secs in run_all(pending, n_parallel, fn, threads):
+    for job, row, secs in run_all(pending, n_parallel, fn, threads, address):
         append_row(path, row, fields)
         yield job, row, secs
 
@@ -417,10 +543,10 @@ def run_diagnostic(diag: Diagnostic, argv, description: str) -> int:
                    help="budget of every run instead of the table's (one budget per --out)")
     p.add_argument("--out", default=None,
                    help=f"output folder (default runs/{diag.name}[_quick])")
-    p.add_argument("--jobs", type=positive_int, default=1,
-                   help="runs in parallel (see reproduce.py)")
+    add_sweep_options(p)
     add_threads_option(p)
     args = p.parse_args(argv)
+    check_sweep_options(p, args)
     set_threads(args.threads)
     out = args.out or f"runs/{diag.name}" + ("_quick" if args.quick else "")
     os.makedirs(out, exist_ok=True)
@@ -432,12 +558,23 @@ def run_diagnostic(diag: Diagnostic, argv, description: str) -> int:
     jobs = [dict(task=args.env, policy=pol, seed=seed, quick=args.quick, timesteps=args.timesteps)
             for pol in args.policies for seed in seeds]
     t_start = time.time()
-    for _, row, secs in run_matrix(path, jobs, diag.fields, ("task", "policy", "seed"),
-                                   fn=diag.fn, n_parallel=args.jobs, threads=args.threads):
-        print(f"{diag.describe(row)} ({secs:.0f} s)", flush=True)
+    try:
+        for _, row, secs in run_matrix(path, jobs, diag.fields, ("task", "policy", "seed"),
+                                       fn=diag.fn, n_parallel=args.jobs, threads=args.threads,
+                                       address=args.address):
+            print(f"{diag.describe(row)} ({secs:.0f} s)", flush=True)
+    except JobsFailed as err:
+        failed = err
+    else:
+        failed = None
     print(f"wall time {time.time() - t_start:.0f} s")
-    table = diag.summary(load_rows(path))
-    with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write(table)
-    print("\n" + table)
+    rows = load_rows(path)
+    if rows:
+        table = diag.summary(rows)
+        with open(os.path.join(out, "summary.md"), "w") as f:
+            f.write(table)
+        print("\n" + table)
+    if failed is not None:
+        print(failed, file=sys.stderr)
+        return 1
     return 0

@@ -199,9 +199,10 @@ def test_levers_change_what_they_say_and_the_runner_resumes(tmp_path):
     assert len(list(csv.DictReader(open(tmp_path / "lev" / "results.csv")))) == 2
 
 
-def test_reproduce_runs_jobs_in_parallel_processes(tmp_path):
+def test_reproduce_runs_jobs_as_ray_tasks(tmp_path):
     import csv
 
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[sweep]')")
     out = str(tmp_path / "par")
     args = ["--quick", "--tasks", "CueRecall-v0", "--policies", "grsn", "lstm", "--out", out,
             "--jobs", "2", "--threads", "1"]
@@ -214,6 +215,43 @@ def test_reproduce_runs_jobs_in_parallel_processes(tmp_path):
         assert (tmp_path / "par" / "curves" / f"CueRecall-v0_{r['policy']}_0.json").exists()
     with pytest.raises(SystemExit):
         reproduce.main(["--jobs", "0", "--out", out])
+
+
+def test_sweep_clis_without_ray_refuse_parallel_runs_naming_the_extra(tmp_path, monkeypatch,
+                                                                     capsys):
+    import levers
+    import memory_gap
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    out = str(tmp_path / "r")
+    for main, args in ((reproduce.main, ["--quick", "--jobs", "2", "--out", out]),
+                       (levers.main, ["--quick", "--address", "auto", "--out", out]),
+                       (memory_gap.main, ["--jobs", "2", "--csv", out + "/m.csv"])):
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        assert info.value.code == 2
+        assert "needs Ray, which is not installed: pip install -e '.[sweep]'" in (
+            capsys.readouterr().err)
+    assert not os.path.exists(os.path.join(out, "results.csv"))
+
+
+def test_levers_reports_a_failed_run_with_its_arguments_and_keeps_the_others(tmp_path,
+                                                                            monkeypatch, capsys):
+    import csv
+
+    import levers
+
+    monkeypatch.setitem(levers.LEVERS, "tau_4", ("grsn", lambda: dict(bogus_option=4), {},
+                                                 "a lever that cannot be built"))
+    out = str(tmp_path / "lev")
+    assert levers.main(["--quick", "--levers", "tau_4", "default", "--seeds", "0",
+                        "--out", out]) == 1
+    rows = list(csv.DictReader(open(tmp_path / "lev" / "results.csv")))
+    assert [(r["lever"], r["seed"]) for r in rows] == [("default", "0")]
+    err = capsys.readouterr().err
+    assert "1 job(s) failed" in err and "{'lever': 'tau_4', 'task': 'CartPole-P-v0'" in err
+    assert "bogus_option" in err
+    assert "| default |" in (tmp_path / "lev" / "summary.md").read_text()
 
 
 @pytest.mark.parametrize("policy", ["grsn", "lif", "notap", "lstm", "mlp"])

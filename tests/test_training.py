@@ -1,6 +1,7 @@
 """policies.training: the model builder, the thread setter, the run matrix with CSV resume."""
 import csv
 import os
+import sys
 
 import pytest
 import torch
@@ -107,6 +108,107 @@ def test_run_matrix_appends_rows_and_resumes_from_the_csv(tmp_path):
 def test_run_all_refuses_a_bad_process_count():
     with pytest.raises(ValueError, match="n_parallel.*0"):
         list(training.run_all([dict(task="a", seed=0, scale=1.0)], 0, fn=_fake_run))
+    with pytest.raises(ValueError, match="threads.*0"):
+        list(training.run_all([dict(task="a", seed=0, scale=1.0)], 1, fn=_fake_run, threads=0))
+
+
+def _fails_on_seed_1(task: str, seed: int, scale: float) -> dict:
+    if seed == 1:
+        raise ValueError(f"seed {seed} is cursed")
+    return _fake_run(task, seed, scale)
+
+
+def test_a_failed_job_is_reported_with_its_arguments_and_the_other_rows_are_kept(tmp_path,
+                                                                                 capsys):
+    path = str(tmp_path / "results.csv")
+    fields = ["task", "seed", "value"]
+    jobs = [dict(task="a", seed=s, scale=2.0) for s in (0, 1, 2)]
+    seen = []
+    with pytest.raises(training.JobsFailed) as info:
+        for job, _, _ in training.run_matrix(path, jobs, fields, ("task", "seed"),
+                                             fn=_fails_on_seed_1):
+            seen.append(job)
+    assert seen == [jobs[0], jobs[2]]  # the job after the failed one still ran
+    assert [(r["seed"], r["value"]) for r in training.load_rows(path)] == [("0", "0.0"),
+                                                                           ("2", "4.0")]
+    (job, error), = info.value.failures
+    assert job == jobs[1] and "ValueError: seed 1 is cursed" in error
+    assert "{'task': 'a', 'seed': 1, 'scale': 2.0}" in str(info.value)
+    assert "failed: ValueError: seed 1 is cursed" in capsys.readouterr().err
+    # a rerun runs only the failed job
+    CALLS.clear()
+    assert [job for job, _, _ in training.run_matrix(path, jobs, fields, ("task", "seed"),
+                                                     fn=_fake_run)] == [jobs[1]]
+
+
+def test_without_ray_parallel_and_cluster_runs_name_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    assert training.needs_ray(1, None) is False and training.needs_ray(None, None) is False
+    with pytest.raises(ImportError,
+                       match=r"2 jobs at a time needs Ray.*pip install -e '\.\[sweep\]'"):
+        training.needs_ray(2, None)
+    with pytest.raises(ImportError, match=r"cluster at 'auto'.*\[sweep\]"):
+        list(training.run_all([dict(task="a", seed=0, scale=1.0)], None, fn=_fake_run,
+                              address="auto"))
+    # one job at a time needs no Ray: the core install runs every sweep serially
+    assert [row for _, row, _ in training.run_all([dict(task="a", seed=3, scale=1.0)], 1,
+                                                  fn=_fake_run)] == [dict(task="a", seed=3,
+                                                                          value=3.0)]
+
+
+def _tiny_jobs(tmp_path, **extra):
+    return [dict(task="CueRecall-v0", policy=policy, seed=seed, quick=True,
+                 out=str(tmp_path / "curves"), timesteps=512, **extra)
+            for policy, seed in (("grsn", 0), ("lstm", 1))]
+
+
+def _without_speed(row: dict) -> dict:
+    """The row as the CSV holds it (text: nan equals nan), but for the training speed."""
+    return {k: str(v) for k, v in row.items() if k != "steps_per_s"}
+
+
+def test_ray_tasks_give_the_rows_of_the_in_process_runs(tmp_path, monkeypatch):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[sweep]')")
+    jobs = _tiny_jobs(tmp_path)
+    numba = pytest.importorskip("numba")
+    torch_before, numba_before = torch.get_num_threads(), numba.get_num_threads()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.setenv(var, "1")
+    try:  # the Ray tasks run with one thread: so does the reference, for the same arithmetic
+        training.set_threads(1)
+        local = {(j["policy"], j["seed"]): row for j, row, _ in training.run_all(jobs, 1)}
+    finally:
+        torch.set_num_threads(torch_before)
+        numba.set_num_threads(numba_before)
+    remote = {(j["policy"], j["seed"]): row for j, row, _ in training.run_all(jobs, 2)}
+    assert sorted(remote) == [("grsn", 0), ("lstm", 1)]
+    for key, row in remote.items():
+        assert _without_speed(row) == _without_speed(local[key])
+        assert row["steps_per_s"] > 0
+    assert float(remote["grsn", 0]["firing_rate"]) > 0  # a trained spiking policy, not a stub
+
+
+def test_a_failed_ray_task_is_reported_with_its_arguments_and_the_other_row_kept(
+        tmp_path, capsys, monkeypatch):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[sweep]')")
+    good, bad = _tiny_jobs(tmp_path)
+    bad["policy_kwargs"] = dict(bogus_option=1)  # GRSNPolicy / the LSTM policy: TypeError
+    path = str(tmp_path / "results.csv")
+    with pytest.raises(training.JobsFailed) as info:
+        for _ in training.run_matrix(path, [bad, good], training.CSV_FIELDS,
+                                     ("task", "policy", "seed"), n_parallel=2):
+            pass
+    rows = training.load_rows(path)
+    assert [(r["task"], r["policy"], r["seed"]) for r in rows] == [("CueRecall-v0", "grsn", "0")]
+    (job, error), = info.value.failures
+    assert job == bad and "bogus_option" in error
+    assert "'policy_kwargs': {'bogus_option': 1}" in str(info.value)
+    assert "'policy': 'lstm', 'seed': 1" in str(info.value)
+    assert "bogus_option" in capsys.readouterr().err
+    # resuming with nothing left to run starts no Ray
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started for no job"))
+    assert list(training.run_matrix(path, [good], training.CSV_FIELDS,
+                                    ("task", "policy", "seed"), n_parallel=2)) == []
 
 
 def test_task_config_shrinks_for_quick_and_replaces_the_budget():
