@@ -190,3 +190,4 @@ def test_gru_energy_counts_three_gates_per_step():
     H, d = 16, 2
     assert report.core.macs == 3 * H * (d + H) + 3 * H        # gate products + cell updates
     assert report.core.acs == 0 and report.agent.macs > report.core.macs
+
