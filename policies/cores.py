@@ -28,6 +28,7 @@ from grsn_sj.energy import (
     grsn_stack_counting,
 )
 from grsn_sj.functional import (
+    check_finite,
     check_positive_int,
     check_tau_above_one,
     check_threshold,
@@ -201,6 +202,8 @@ class LIFCore(SpikingCore):
         return torch.cat(outs), v
 
     def forward(self, features, state, episode_starts):
+        # a NaN would make the membrane NaN for ever (as in GRSN): refuse it, naming it
+        check_finite(features, "LIFCore", "features")
         v_all = state[0] + self._v_init
         x, vs = features, []
         for i, fc in enumerate(self.fcs):
@@ -265,6 +268,8 @@ class GRUCore(nn.Module):
 
     def forward(self, features: torch.Tensor, state: State,
                 episode_starts: torch.Tensor) -> tuple[torch.Tensor, State]:
+        # a NaN would make h NaN for ever; the distribution's error would name only the logits
+        check_finite(features, "GRUCore", "features")
         h, outs = state[0], []
         for a, b in segments(episode_starts):
             h = h * (1.0 - episode_starts[a]).view(1, -1, 1)
