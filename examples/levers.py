@@ -39,7 +39,15 @@ from policies.training import (
 #: lever name -> (policy, policy_kwargs factory, env_kwargs, what it changes). Factories,
 #: because a surrogate function is a module and every run gets its own.
 LEVERS: dict[str, tuple[str, Callable[[], dict], dict, str]] = {
-    "default": ("grsn", dict, {}, "GRSNPolicy as shipped (tau 2, ATan alpha 2, input bias 1)"),
+    "default": ("grsn", dict, {}, "GRSNPolicy as shipped (tau 2, ATan alpha 2, input bias 1, "
+                "readout spikes + observation shortcut, auxiliary obs_diff loss)"),
+    "v01_default": ("grsn", lambda: dict(readout="spikes", aux_loss=None), {},
+                    "the 0.1 default: spikes-only readout, no auxiliary loss"),
+    "spikes_aux": ("grsn", lambda: dict(readout="spikes"), {},
+                   "the default with a spikes-only readout (auxiliary loss kept)"),
+    "shared_critic": ("grsn", lambda: dict(critic_core="shared"), {},
+                      "the critic runs the actor's core: the value loss trains the memory too"),
+    "aux_coef_3": ("grsn", lambda: dict(aux_coef=3.0), {}, "auxiliary loss weight 3 (default 1)"),
     "paper_init": ("grsn", lambda: dict(input_bias=0.0), {},
                    "the paper's initialisation (PyTorch's default, input bias 0)"),
     "learnable_tau": ("grsn", lambda: dict(learnable_tau=True), {},
@@ -50,8 +58,9 @@ LEVERS: dict[str, tuple[str, Callable[[], dict], dict, str]] = {
                           {}, "steeper surrogate gradient (ATan alpha 4)"),
     "tau_4": ("grsn", lambda: dict(tau=4.0), {}, "slower membrane (tau 4; paper 2)"),
     "two_layers": ("grsn", lambda: dict(n_grsn_layers=2), {}, "two stacked GRSN layers"),
-    "shortcut": ("grsn", lambda: dict(readout="spikes+obs"), {},
-                 "readout = spikes + tanh embedding of the observation"),
+    "shortcut": ("grsn", lambda: dict(readout="spikes+obs", aux_loss=None), {},
+                 "readout = spikes + tanh embedding of the observation, no auxiliary loss (the "
+                 "default without its auxiliary loss)"),
     "membrane_readout": ("grsn", lambda: dict(readout="spikes+membrane"), {},
                          "readout = spikes + the membrane before reset (non-spiking, not in "
                          "the paper; the heads cost MACs)"),
