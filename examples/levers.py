@@ -40,14 +40,14 @@ from policies.training import (
 #: because a surrogate function is a module and every run gets its own.
 LEVERS: dict[str, tuple[str, Callable[[], dict], dict, str]] = {
     "default": ("grsn", dict, {}, "GRSNPolicy as shipped (tau 2, ATan alpha 2, input bias 1, "
-                "readout spikes + observation shortcut, auxiliary obs_diff loss)"),
+                "readout spikes + observation shortcut, auxiliary obs_diff loss of weight 3)"),
     "v01_default": ("grsn", lambda: dict(readout="spikes", aux_loss=None), {},
                     "the 0.1 default: spikes-only readout, no auxiliary loss"),
     "spikes_aux": ("grsn", lambda: dict(readout="spikes"), {},
                    "the default with a spikes-only readout (auxiliary loss kept)"),
     "shared_critic": ("grsn", lambda: dict(critic_core="shared"), {},
                       "the critic runs the actor's core: the value loss trains the memory too"),
-    "aux_coef_3": ("grsn", lambda: dict(aux_coef=3.0), {}, "auxiliary loss weight 3 (default 1)"),
+    "aux_coef_1": ("grsn", lambda: dict(aux_coef=1.0), {}, "auxiliary loss weight 1 (default 3)"),
     "paper_init": ("grsn", lambda: dict(input_bias=0.0), {},
                    "the paper's initialisation (PyTorch's default, input bias 0)"),
     "learnable_tau": ("grsn", lambda: dict(learnable_tau=True), {},

@@ -256,8 +256,10 @@ class GRSNPolicy(SpikingRecurrentPolicy):
     - ``readout="spikes+obs"``: the heads see the spikes and an embedding of the current
       observation (the paper's shortcut), so the spikes need to carry only what the observation
       does not;
-    - ``aux_loss="obs_diff"``: the training-only self-predictive loss described in
-      :class:`SpikingRecurrentPolicy`, which makes the spikes carry the previous observation.
+    - ``aux_loss="obs_diff"`` with ``aux_coef=3.0``: the training-only self-predictive loss
+      described in :class:`SpikingRecurrentPolicy`, which makes the spikes carry the previous
+      observation (weight 3 rather than 1: as good or better on every task measured, and it
+      keeps the 15-step cue recall on 5 seeds of 5, where weight 1 lost one).
 
     ``readout="spikes", aux_loss=None`` gives the earlier, purely spiking policy. Extra arguments
     on top of :class:`SpikingRecurrentPolicy`'s:
@@ -278,11 +280,11 @@ class GRSNPolicy(SpikingRecurrentPolicy):
     """
 
     def __init__(self, *args, readout: str = "spikes+obs", aux_loss: Optional[str] = "obs_diff",
-                 learnable_tau: bool = False, forget_bias: float = 0.0, backend: str = "auto",
-                 spike_recurrence: bool = False, **kwargs):
+                 aux_coef: float = 3.0, learnable_tau: bool = False, forget_bias: float = 0.0,
+                 backend: str = "auto", spike_recurrence: bool = False, **kwargs):
         self.grsn_kwargs = dict(learnable_tau=learnable_tau, forget_bias=forget_bias,
                                 backend=backend, spike_recurrence=spike_recurrence)
-        super().__init__(*args, readout=readout, aux_loss=aux_loss, **kwargs)
+        super().__init__(*args, readout=readout, aux_loss=aux_loss, aux_coef=aux_coef, **kwargs)
 
     def _make_core(self, input_size, hidden_size, num_layers):
         return GRSNCore(input_size, hidden_size, num_layers, **self.core_kwargs,
