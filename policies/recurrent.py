@@ -16,6 +16,7 @@ LSTM parameter remains in the module or the optimizer.
 """
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from typing import Any, Callable, Optional
 
@@ -32,6 +33,8 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import Schedule
 from spikingjelly.activation_based import surrogate
 from torch import nn
+
+from grsn_sj.functional import check_positive_int
 
 from .cores import GRSNCore, GRUCore, LIFCore, NoTAPCore, SpikingCore
 
@@ -150,6 +153,11 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         if aux_loss not in _AUX_LOSSES:
             raise ValueError(f"{type(self).__name__}: aux_loss must be one of {_AUX_LOSSES}, "
                              f"got {aux_loss!r}")
+        if (isinstance(aux_coef, bool) or not isinstance(aux_coef, (int, float))
+                or not math.isfinite(aux_coef) or aux_coef < 0):
+            raise ValueError(f"{type(self).__name__}: aux_coef must be a finite number >= 0 "
+                             f"(0 trains the decoder's loss with no weight), got {aux_coef!r}")
+        check_positive_int(aux_hidden, "aux_hidden")
         self.core_kwargs = dict(readout=readout, shortcut_dim=shortcut_dim,
                                 input_bias=input_bias, tau=tau,
                                 v_threshold=v_threshold, v_reset=v_reset,

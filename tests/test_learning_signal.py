@@ -108,6 +108,11 @@ def test_shared_critic_core_is_the_actors_and_gets_the_value_gradient():
         _model(critic_core="shared", shared_grsn=True, enable_critic_grsn=False)
     with pytest.raises(ValueError, match="aux_loss"):
         _model(aux_loss="next_obs")
+    for bad in (-1.0, float("nan"), "3"):
+        with pytest.raises(ValueError, match="aux_coef must be a finite number >= 0"):
+            _model(aux_coef=bad)
+    with pytest.raises(ValueError, match="aux_hidden"):
+        _model(aux_hidden=0)
 
 
 # ------------------------------------------------------------------ GRU baseline
