@@ -28,10 +28,10 @@ from policies import zoo
 from policies.diagnostics import FIELDS, LearningSignalCallback, hidden_velocity
 from policies.training import (
     POLICIES,
+    add_kwargs_option,
     add_threads_option,
     build_model,
     make_task_env,
-    parse_kwargs,
     positive_int,
     set_threads,
 )
@@ -66,13 +66,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe-every", type=int, default=5)
     p.add_argument("--out", default="runs/diagnose")
-    p.add_argument("--policy-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    add_kwargs_option(p, "--policy-kwargs", "policy_kwargs of the spiking policies")
     add_threads_option(p)
     args = p.parse_args(argv)
-    try:
-        extra = parse_kwargs(args.policy_kwargs)
-    except ValueError as exc:
-        p.error(str(exc))
+    extra = args.policy_kwargs
     set_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     cfg = zoo.config_for(args.env)

@@ -27,12 +27,12 @@ from stable_baselines3.common.evaluation import evaluate_policy
 import policies
 from policies.training import (
     JobsFailed,
+    add_kwargs_option,
     add_sweep_options,
     add_threads_option,
     build_model,
     check_sweep_options,
     load_rows,
-    parse_kwargs,
     positive_int,
     run_matrix,
     set_threads,
@@ -67,8 +67,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--policies", nargs="+", default=["grsn", "lstm"], choices=["grsn", "lstm"])
     p.add_argument("--timesteps", type=positive_int, default=30_000)
-    p.add_argument("--grsn-kwargs", nargs="*", default=[],
-                   help="GRSNPolicy policy_kwargs as key=value (e.g. forget_bias=2.0)")
+    add_kwargs_option(p, "--grsn-kwargs",
+                      "GRSNPolicy policy_kwargs as key=value (e.g. forget_bias=2.0)")
     p.add_argument("--tag", default="default", help="label of this GRSN configuration")
     p.add_argument("--csv", default="runs/memory_gap.csv")
     add_sweep_options(p)
@@ -76,8 +76,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     check_sweep_options(p, args)
     set_threads(args.threads)
+    grsn_kwargs = args.grsn_kwargs
     try:  # a bad --grsn-kwargs: its message now, not a traceback in the first GRSN run
-        grsn_kwargs = parse_kwargs(args.grsn_kwargs)
         if grsn_kwargs and "grsn" in args.policies:
             build_model("grsn", policies.make_env("CueRecall-v0", 1, 0), PROTOCOL, 0,
                         policy_kwargs=grsn_kwargs)

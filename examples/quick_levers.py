@@ -40,10 +40,10 @@ from stable_baselines3.common.vec_env import VecNormalize
 from policies import zoo
 from policies.training import (
     POLICIES,
+    add_kwargs_option,
     add_threads_option,
     build_model,
     make_task_env,
-    parse_kwargs,
     set_threads,
 )
 
@@ -106,14 +106,11 @@ def main(argv=None) -> int:
     p.add_argument("--task", default="perf", choices=["perf"] + sorted(zoo.hyperparams))
     p.add_argument("--policy", default="grsn", choices=[k for k in POLICIES if k != "mlp"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--policy-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    add_kwargs_option(p, "--policy-kwargs", "policy_kwargs on top of the task's")
     p.add_argument("--out", default="runs/quick_levers.jsonl")
     add_threads_option(p)
     args = p.parse_args(argv)
-    try:
-        kwargs = parse_kwargs(args.policy_kwargs)
-    except ValueError as exc:
-        p.error(str(exc))
+    kwargs = args.policy_kwargs
     set_threads(args.threads)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     for seed in args.seeds:

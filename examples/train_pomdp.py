@@ -24,9 +24,9 @@ from stable_baselines3.common.evaluation import evaluate_policy
 import policies
 from policies.training import (
     POLICIES,
+    add_kwargs_option,
     add_threads_option,
     build_model,
-    parse_kwargs,
     positive_int,
     set_threads,
 )
@@ -50,8 +50,8 @@ def main(argv=None) -> int:
     p.add_argument("--prev-action-reward", action="store_true",
                    help="append the previous action and reward to the observation")
     p.add_argument("--no-progress-bar", action="store_true")
-    p.add_argument("--policy-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="extra policy_kwargs, e.g. forget_bias=2.0 readout=spikes+obs")
+    add_kwargs_option(p, "--policy-kwargs",
+                      "extra policy_kwargs, e.g. forget_bias=2.0 readout=spikes+obs")
     add_threads_option(p)
     args = p.parse_args(argv)
     set_threads(args.threads)
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
                             prev_action_reward=args.prev_action_reward)
     try:
         model = build_model(args.policy, env, cfg, args.seed, args.device, args.tensorboard,
-                            policy_kwargs=parse_kwargs(args.policy_kwargs))
+                            policy_kwargs=args.policy_kwargs)
     except (TypeError, ValueError) as err:
         if not args.policy_kwargs:
             raise

@@ -194,6 +194,27 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _key_value(text: str) -> tuple[str, Any]:
+    """An argparse ``type``: one ``KEY=VALUE`` through :func:`parse_kwargs` (an argparse error,
+    exit 2, when malformed)."""
+    try:
+        return next(iter(parse_kwargs([text]).items()))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _KwargsAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, dict(values))
+
+
+def add_kwargs_option(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """``flag KEY=VALUE ...`` on a command line, parsed (:func:`parse_kwargs`) into a dict at
+    parse time, so a malformed item is an argparse error (exit 2) quoting it; default ``{}``."""
+    parser.add_argument(flag, nargs="*", type=_key_value, action=_KwargsAction, default={},
+                        metavar="KEY=VALUE", help=help)
+
+
 def parse_kwargs(items: Sequence[str]) -> dict:
     """``["forget_bias=2.0", "readout=spikes+obs"]`` -> ``{"forget_bias": 2.0, ...}`` (values
     are Python literals where they parse as one, else strings)."""

@@ -228,3 +228,16 @@ def test_positive_int_is_an_argparse_type_quoting_the_input():
                       ("x", "integer >= 1, got 'x'")):
         with pytest.raises(argparse.ArgumentTypeError, match=msg):
             training.positive_int(text)
+
+
+def test_kwargs_option_parses_at_parse_time_and_refuses_malformed_items(capsys):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    training.add_kwargs_option(p, "--policy-kwargs", "extra policy_kwargs")
+    assert p.parse_args([]).policy_kwargs == {}
+    args = p.parse_args(["--policy-kwargs", "forget_bias=2.0", "readout=spikes+obs"])
+    assert args.policy_kwargs == {"forget_bias": 2.0, "readout": "spikes+obs"}
+    with pytest.raises(SystemExit) as exc:
+        p.parse_args(["--policy-kwargs", "novalue"])
+    assert exc.value.code == 2 and "'novalue'" in capsys.readouterr().err
