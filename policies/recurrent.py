@@ -36,11 +36,12 @@ from torch import nn
 
 from grsn_sj.functional import check_positive_int
 
+from .central import central_critic_extractor, central_policy_kwargs
 from .cores import GRSNCore, GRUCore, LIFCore, NoTAPCore, SpikingCore
 
 __all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "PaperGRSNPolicy", "LIFPolicy", "NoTAPPolicy", "GRUPolicy",
            "CnnGRSNPolicy", "MultiInputGRSNPolicy", "CnnLIFPolicy", "MultiInputLIFPolicy",
-           "CnnNoTAPPolicy", "MultiInputNoTAPPolicy"]
+           "CnnNoTAPPolicy", "MultiInputNoTAPPolicy", "LSTMPolicy"]
 
 _CRITIC_CORES = ("same", "shared")
 _AUX_LOSSES = (None, "obs_diff")
@@ -92,6 +93,12 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         ``"same"`` (a second core of the actor's kind) or ``"shared"`` (the actor's core, run a
         second time for the critic with its own carried state, so the value loss also trains
         the actor's memory). The deployed actor, and so its energy, is the same for both.
+    :param centralised_critic: a training-only critic that also reads a global state (MAPPO
+        style, :mod:`policies.central`): observations must be a ``Dict`` with keys ``"obs"``
+        and ``"state"`` (wrap a :class:`policies.PettingZooVecEnv` in
+        :class:`policies.marl.VecCentralState`); the actor and the auxiliary loss read
+        ``"obs"`` only, the critic core ``"obs"`` and ``"state"``. Needs a critic core of its
+        own (``critic_core="same"``).
     """
 
     def __init__(
@@ -129,8 +136,23 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         aux_coef: float = 1.0,
         aux_hidden: int = 64,
         critic_core: str = "same",
+        centralised_critic: bool = False,
         **lstm_style_kwargs: Any,
     ):
+        if not isinstance(centralised_critic, bool):
+            raise TypeError(f"{type(self).__name__}: centralised_critic must be True or False, "
+                            f"got {centralised_critic!r}")
+        if centralised_critic:
+            central = central_policy_kwargs(type(self).__name__, observation_space, dict(
+                features_extractor_class=features_extractor_class,
+                shared_grsn=shared_grsn, **lstm_style_kwargs))
+            features_extractor_class = central["features_extractor_class"]
+            features_extractor_kwargs = central["features_extractor_kwargs"]
+            share_features_extractor = central["share_features_extractor"]
+            if critic_core == "shared":
+                raise ValueError(f"{type(self).__name__}: critic_core='shared' runs the actor's "
+                                 "core for the critic, which cannot read the state: use "
+                                 "critic_core='same' with centralised_critic=True")
         _check_spaces(type(self).__name__, observation_space, action_space,
                       features_extractor_class)
         opts = _resolve_aliases(type(self).__name__, lstm_style_kwargs, {
@@ -173,15 +195,16 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             shared_lstm=shared, enable_critic_lstm=critic,
         )
         # replace the parent's LSTMs (and a feed-forward critic sized for them)
+        vf_dim = central_critic_extractor(self) if centralised_critic else self.features_dim
         self.lstm_actor = self._make_core(self.features_dim, hidden, layers)
         if self.lstm_critic is not None and critic_core == "same":
-            self.lstm_critic = self._make_core(self.features_dim, hidden, layers)
+            self.lstm_critic = self._make_core(vf_dim, hidden, layers)
         elif self.lstm_critic is not None and critic_core == "shared":
             # one core, run for the actor and for the critic (each with its own carried
             # state): the value loss backpropagates into the actor's memory
             self.lstm_critic = self.lstm_actor
         self.aux_kwargs = dict(aux_loss=aux_loss, aux_coef=aux_coef, aux_hidden=aux_hidden,
-                               critic_core=critic_core)
+                               critic_core=critic_core, centralised_critic=centralised_critic)
         self.aux_decoder = (nn.Sequential(nn.Linear(self._latent_dim, aux_hidden), nn.ReLU(),
                                           nn.Linear(aux_hidden, self.features_dim))
                             if aux_loss == "obs_diff" else None)
@@ -192,7 +215,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         self.aux_inject = True
         self.last_aux_tensor: Optional[th.Tensor] = None
         if self.critic is not None:
-            self.critic = nn.Linear(self.features_dim, self._latent_dim)
+            self.critic = nn.Linear(vf_dim, self._latent_dim)
         self.to(self.device)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
                                               **self.optimizer_kwargs)
@@ -375,14 +398,68 @@ CnnNoTAPPolicy = _with_extractor(NoTAPPolicy, NatureCNN, "image")
 MultiInputNoTAPPolicy = _with_extractor(NoTAPPolicy, CombinedExtractor, "Dict")
 
 
-class GRUPolicy(RecurrentActorCriticPolicy):
+class _RNNPolicy(RecurrentActorCriticPolicy):
+    """sb3-contrib's recurrent actor-critic plus ``centralised_critic``; subclasses say which
+    core they build (:meth:`_core`) and whether it replaces the actor's LSTM too."""
+
+    _replaces_actor = False
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
+                 lr_schedule: Schedule, *args, centralised_critic: bool = False, **kwargs):
+        name = type(self).__name__
+        if not isinstance(centralised_critic, bool):
+            raise TypeError(f"{name}: centralised_critic must be True or False, got "
+                            f"{centralised_critic!r}")
+        if centralised_critic:
+            if args:
+                raise TypeError(f"{name}(centralised_critic=True): pass the policy's arguments "
+                                f"by keyword (got {len(args)} positional after lr_schedule)")
+            kwargs = central_policy_kwargs(name, observation_space, kwargs)
+        self.centralised_critic = centralised_critic
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+        vf_dim = central_critic_extractor(self) if centralised_critic else self.features_dim
+        if not (self._replaces_actor or centralised_critic):
+            return  # the parent's modules are the policy
+        if self._replaces_actor:
+            self.lstm_actor = self._core(self.features_dim)
+        if self.lstm_critic is not None:
+            self.lstm_critic = self._core(vf_dim)
+        elif self.critic is not None:
+            self.critic = nn.Linear(vf_dim, self.lstm_output_dim)
+        self.to(self.device)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
+                                              **self.optimizer_kwargs)
+
+    def _core(self, input_size: int) -> nn.Module:
+        return nn.LSTM(input_size, self.lstm_hidden_state_shape[-1],
+                       num_layers=self.lstm_hidden_state_shape[0], **self.lstm_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data["centralised_critic"] = self.centralised_critic
+        return data
+
+
+class LSTMPolicy(_RNNPolicy):
+    """sb3-contrib's ``MlpLstmPolicy`` with one more option, ``centralised_critic``: the LSTM
+    baseline of a MAPPO-style comparison. Every argument of ``MlpLstmPolicy`` applies; with
+    ``centralised_critic=False`` it is that policy.
+
+    :param centralised_critic: the actor reads the ``"obs"`` entry of a ``Dict`` observation,
+        the critic (its LSTM, or its feed-forward critic) ``"obs"`` and ``"state"`` together
+        (wrap the multi-agent VecEnv in :class:`policies.marl.VecCentralState`; see
+        :mod:`policies.central`). Training-only: the deployed actor is unchanged.
+    """
+
+
+class GRUPolicy(_RNNPolicy):
     """sb3-contrib's recurrent actor-critic with a GRU (:class:`policies.cores.GRUCore`) in
     place of each LSTM: the paper's RNN baseline, for RecurrentPPO. It takes exactly
-    ``MlpLstmPolicy``'s arguments; ``lstm_hidden_size``, ``n_lstm_layers``, ``shared_lstm``,
-    ``enable_critic_lstm`` and ``lstm_kwargs`` (passed to :class:`torch.nn.GRU`) configure the
-    GRU. The GRU's state ``h`` travels in the first of RecurrentPPO's ``(h, c)`` slots (the
-    second stays zero), and whole training sequences go through the fused GRU between episode
-    starts.
+    ``MlpLstmPolicy``'s arguments, and :class:`LSTMPolicy`'s ``centralised_critic``;
+    ``lstm_hidden_size``, ``n_lstm_layers``, ``shared_lstm``, ``enable_critic_lstm`` and
+    ``lstm_kwargs`` (passed to :class:`torch.nn.GRU`) configure the GRU. The GRU's state ``h``
+    travels in the first of RecurrentPPO's ``(h, c)`` slots (the second stays zero), and whole
+    training sequences go through the fused GRU between episode starts.
 
     Example::
 
@@ -393,17 +470,11 @@ class GRUPolicy(RecurrentActorCriticPolicy):
         model.learn(10_000)
     """
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
-                 lr_schedule: Schedule, *args, **kwargs):
-        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
-        make = lambda: GRUCore(self.features_dim, self.lstm_hidden_state_shape[-1],  # noqa: E731
-                               self.lstm_hidden_state_shape[0], **self.lstm_kwargs)
-        self.lstm_actor = make()
-        if self.lstm_critic is not None:
-            self.lstm_critic = make()
-        self.to(self.device)
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
-                                              **self.optimizer_kwargs)
+    _replaces_actor = True
+
+    def _core(self, input_size: int) -> nn.Module:
+        return GRUCore(input_size, self.lstm_hidden_state_shape[-1],
+                       self.lstm_hidden_state_shape[0], **self.lstm_kwargs)
 
     def _process_sequence(self, features, lstm_states, episode_starts, lstm):
         return _core_sequence(features, lstm_states, episode_starts, lstm)

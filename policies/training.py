@@ -16,6 +16,7 @@ resuming from the CSV).
 from __future__ import annotations
 
 import argparse
+import functools
 import ast
 import csv
 import json
@@ -36,12 +37,14 @@ from . import zoo
 from .envs import make_env
 from .marl import (
     PettingZooVecEnv,
+    VecCentralState,
     evaluate_team,
+    make_smax,
     make_speaker_listener,
     make_spread_po,
     team_episodes,
 )
-from .recurrent import _LSTM_ALIASES, GRSNPolicy, GRUPolicy, LIFPolicy, NoTAPPolicy
+from .recurrent import _LSTM_ALIASES, GRSNPolicy, GRUPolicy, LIFPolicy, LSTMPolicy, NoTAPPolicy
 
 __all__ = [
     "CSV_FIELDS", "Diagnostic", "JobsFailed", "MARL_TASKS", "POLICIES", "POMDP_TASKS",
@@ -56,7 +59,7 @@ POLICIES: dict[str, tuple[type[BaseAlgorithm], Any]] = {
     "grsn": (RecurrentPPO, GRSNPolicy),
     "lif": (RecurrentPPO, LIFPolicy),        # LIF neurons under TAP
     "notap": (RecurrentPPO, NoTAPPolicy),    # spiking without TAP
-    "lstm": (RecurrentPPO, "MlpLstmPolicy"),
+    "lstm": (RecurrentPPO, LSTMPolicy),     # sb3-contrib's MlpLstmPolicy (+ centralised_critic)
     "gru": (RecurrentPPO, GRUPolicy),        # the paper's RNN
     "mlp": (PPO, "MlpPolicy"),               # no memory
 }
@@ -75,6 +78,9 @@ CSV_FIELDS = ["task", "policy", "seed", "timesteps", "eval_return", "eval_std", 
 _MARL_ENVS = {
     "spread-PO": dict(env_fn=make_spread_po, agent_id=False),
     "speaker-listener": dict(env_fn=make_speaker_listener, agent_id=True),
+    # SMAX (JaxMARL; pip install 'grsn_sj[smax]'): SMAC-like maps, one agent per allied unit
+    "smax-2s3z": dict(env_fn=functools.partial(make_smax, "2s3z"), agent_id=False),
+    "smax-3s_vs_5z": dict(env_fn=functools.partial(make_smax, "3s_vs_5z"), agent_id=False),
 }
 
 
@@ -113,10 +119,13 @@ def build_model(policy_name: str, env, cfg: dict, seed: int, device: str = "auto
                 tensorboard_log=tensorboard_log, verbose=verbose, **algo_kwargs)
 
 
-def make_task_env(task: str, n: int, seed: int, **env_kwargs):
+def make_task_env(task: str, n: int, seed: int, centralised_critic: bool = False,
+                  **env_kwargs):
     """The VecEnv of a task: ``n`` Monitor-wrapped copies of a gymnasium id
     (:func:`policies.make_env`), or for a PettingZoo task of ``_MARL_ENVS`` a
-    :class:`policies.PettingZooVecEnv` of ``n`` copies (one row per agent), seeded."""
+    :class:`policies.PettingZooVecEnv` of ``n`` copies (one row per agent), seeded;
+    ``centralised_critic``: wrapped in :class:`policies.marl.VecCentralState` (the observations
+    a policy with ``centralised_critic=True`` reads; PettingZoo tasks only)."""
     if task in _MARL_ENVS:
         if env_kwargs:
             raise ValueError(f"env_kwargs are supported for the gymnasium tasks only, got "
@@ -124,7 +133,10 @@ def make_task_env(task: str, n: int, seed: int, **env_kwargs):
         spec = _MARL_ENVS[task]
         venv = PettingZooVecEnv(spec["env_fn"], n, agent_id=spec["agent_id"])
         venv.seed(seed)
-        return venv
+        return VecCentralState(venv) if centralised_critic else venv
+    if centralised_critic:
+        raise ValueError(f"centralised_critic needs a multi-agent task (one of "
+                         f"{sorted(_MARL_ENVS)}), got {task!r}")
     return make_env(task, n, seed, **env_kwargs)
 
 

@@ -72,6 +72,9 @@ _MARL = dict(policy="policies.GRSNPolicy", n_timesteps=150_000, n_copies=8, n_st
 marl_hyperparams: dict[str, dict] = {
     "spread-PO": copy.deepcopy(_MARL),
     "speaker-listener": copy.deepcopy(_MARL),
+    # SMAX maps (examples/train_marl.py --env smax-2s3z): the same settings, a longer budget
+    "smax-2s3z": {**copy.deepcopy(_MARL), "n_timesteps": 1_000_000},
+    "smax-3s_vs_5z": {**copy.deepcopy(_MARL), "n_timesteps": 1_000_000},
 }
 
 

@@ -139,6 +139,22 @@ def test_train_marl_cli_reports_team_return(tmp_path, capsys):
     assert -1000 < mean < 0  # spread rewards are negative distances
 
 
+def test_train_marl_centralised_critic(tmp_path, capsys):
+    from sb3_contrib import RecurrentPPO
+
+    rc = train_marl.main(["--policy", "gru", "--timesteps", "384", "--copies", "2",
+                          "--eval-episodes", "2", "--no-progress-bar", "--centralised-critic",
+                          "--save", str(tmp_path / "marl")])
+    assert rc == 0 and "over 2 episodes, deterministic" in capsys.readouterr().out
+    policy = RecurrentPPO.load(tmp_path / "marl.zip", device="cpu").policy
+    assert policy.centralised_critic and policy.vf_features_extractor.features_dim == 48
+    with pytest.raises(SystemExit) as exc:
+        train_marl.main(["--policy", "mlp", "--centralised-critic"])
+    assert exc.value.code == 2
+    assert "--centralised-critic is an option of the recurrent policies" in \
+        capsys.readouterr().err
+
+
 def test_reproduce_quick_writes_rows_plots_and_resumes(tmp_path):
     import csv
 

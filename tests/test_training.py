@@ -6,7 +6,6 @@ import sys
 import pytest
 import torch
 from sb3_contrib import RecurrentPPO
-from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3 import PPO
 
 import policies
@@ -17,7 +16,7 @@ from policies import training, zoo
     ("grsn", RecurrentPPO, policies.GRSNPolicy),
     ("lif", RecurrentPPO, policies.LIFPolicy),
     ("notap", RecurrentPPO, policies.NoTAPPolicy),
-    ("lstm", RecurrentPPO, RecurrentActorCriticPolicy),
+    ("lstm", RecurrentPPO, policies.LSTMPolicy),  # sb3-contrib's MlpLstmPolicy + centralised_critic
     ("mlp", PPO, None),
 ])
 def test_build_model_makes_each_policy_with_the_tables_hyperparameters(name, algo, policy_class):

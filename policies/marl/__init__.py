@@ -10,6 +10,9 @@ Public names
 * :class:`PettingZooVecEnv` -- the adapter (in-process or one subprocess per copy).
 * :class:`~policies.callbacks.TeamMetricsCallback` -- logs ``team/return_mean``,
   ``team/ep_len_mean``, ``team/win_rate`` from the adapter's per-copy ``info["team_episode"]``.
+* :class:`VecCentralState` -- wraps the adapter so each row also sees its copy's joint
+  observation (``{"obs", "state"}``), for a centralised, training-only critic
+  (``policy_kwargs=dict(centralised_critic=True)``; :mod:`policies.central`).
 * :func:`make_spread_po` -- partially observed mpe2 ``simple_spread_v3`` (cooperative, N agents).
 * :func:`make_speaker_listener` -- mpe2 ``simple_speaker_listener_v4`` (heterogeneous agents).
 * :func:`make_pursuit` -- PettingZoo SISL ``pursuit_v5`` (needs ``pettingzoo[sisl]``).
@@ -93,6 +96,7 @@ worker otherwise, so state captured by ``env_fn`` -- e.g. a counter -- is only s
 from .evaluation import TeamEvaluation, evaluate_team, team_episodes
 from .factories import make_pursuit, make_smax, make_speaker_listener, make_spread_po
 from .layout import WIN_KEYS, agent_type
+from .central_state import VecCentralState
 from .vec_env import PettingZooVecEnv
 
 __all__ = [
@@ -101,6 +105,7 @@ __all__ = [
     "PettingZooVecEnv",
     "TeamEvaluation",
     "TeamMetricsCallback",
+    "VecCentralState",
     "evaluate_team",
     "make_pursuit",
     "make_smax",
