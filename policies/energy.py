@@ -307,6 +307,51 @@ def _as_array(name: str, value: ArrayLike) -> np.ndarray:
     return value
 
 
+def _observation_arrays(policy: Any, observations: Any) -> tuple[Any, int, int]:
+    """``observations`` checked against the policy's observation space: one array
+    ``[T, n_envs, *shape]``, or for a ``Dict`` space a dict with one such array per key (the
+    same ``T`` and ``n_envs``). Returns ``(observations, T, n_envs)``."""
+    from gymnasium import spaces
+
+    space = policy.observation_space
+    if isinstance(space, spaces.Dict):
+        if not isinstance(observations, dict) or set(observations) != set(space.spaces):
+            got = sorted(observations) if isinstance(observations, dict) else \
+                type(observations).__name__
+            raise TypeError(f"{type(policy).__name__} has a Dict observation space: pass a dict "
+                            f"with one [T, n_envs, ...] array per key {sorted(space.spaces)}, "
+                            f"got {got}")
+        named = {k: (f"observations[{k!r}]", observations[k], space[k]) for k in space.spaces}
+    elif space.shape is None:
+        raise TypeError(f"{type(policy).__name__} has a {type(space).__name__} observation "
+                        "space; estimate_energy needs array observations (Box, Discrete, "
+                        "MultiDiscrete, MultiBinary) or a Dict of them")
+    else:
+        named = {None: ("observations", observations, space)}
+    arrays, lead = {}, None
+    for key, (name, value, sub) in named.items():
+        obs_shape = tuple(sub.shape)
+        obs = _as_array(name, value)
+        if obs.ndim != 2 + len(obs_shape) or tuple(obs.shape[2:]) != obs_shape:
+            raise ValueError(f"{name} must be [T, n_envs, *obs_shape] = [T, n_envs, "
+                             f"{', '.join(map(str, obs_shape))}] (obs_shape from the policy's "
+                             f"observation space), got shape {tuple(obs.shape)}; for a single "
+                             "environment add the axis with observations[:, None]")
+        if lead is not None and obs.shape[:2] != lead:
+            raise ValueError(f"{name} has [T, n_envs] = {list(obs.shape[:2])}, the other "
+                             f"entries {list(lead)}")
+        lead = obs.shape[:2]
+        if obs.shape[0] == 0 or obs.shape[1] == 0:
+            raise ValueError(f"{name} must hold at least one step of one environment, got "
+                             f"shape {tuple(obs.shape)}")
+        if not np.all(np.isfinite(obs.astype(np.float64, copy=False))):
+            raise ValueError(f"{name} contain NaN or inf; pass the observations the policy "
+                             "acted on")
+        arrays[key] = obs
+    out = arrays[None] if None in arrays else arrays
+    return out, int(lead[0]), int(lead[1])
+
+
 class _FiringStats:
     """Resets the cores' readout spike counters for the measurement and restores them after,
     so a training-time :class:`policies.FiringRateCallback` is not disturbed."""
@@ -353,7 +398,9 @@ def estimate_energy(policy: Any, observations: ArrayLike,
         ``RecurrentPPO``) holding one. Its features extractor must be parameter-free or made of
         ``Linear`` layers (the default ``FlattenExtractor``).
     :param observations: ``[T, n_envs, *observation_space.shape]`` (numpy or torch), as the
-        policy saw them (e.g. from :func:`collect_observations`; normalised if the env was).
+        policy saw them (e.g. from :func:`collect_observations`; normalised if the env was);
+        for a ``Dict`` observation space (``MultiInput`` policies, a centralised critic) a dict
+        with one such array per key.
     :param episode_starts: ``[T, n_envs]``, 1 where an episode starts at that step (the state
         is reset before it); ``None``: one episode per environment (starts only at ``t = 0``).
     :param constants: energy per operation.
@@ -366,24 +413,7 @@ def estimate_energy(policy: Any, observations: ArrayLike,
 
     policy = _resolve_policy(policy)
     constants = check_constants(constants)
-    if policy.observation_space.shape is None:
-        raise TypeError(f"{type(policy).__name__} has a {type(policy.observation_space).__name__}"
-                        " observation space; estimate_energy needs an array observation (Box, "
-                        "Discrete, MultiDiscrete, MultiBinary)")
-    obs_shape = tuple(policy.observation_space.shape)
-    obs = _as_array("observations", observations)
-    if obs.ndim != 2 + len(obs_shape) or tuple(obs.shape[2:]) != obs_shape:
-        raise ValueError(f"observations must be [T, n_envs, *obs_shape] = [T, n_envs, "
-                         f"{', '.join(map(str, obs_shape))}] (obs_shape from the policy's "
-                         f"observation space), got shape {tuple(obs.shape)}; for a single "
-                         "environment add the axis with observations[:, None]")
-    T, n_envs = int(obs.shape[0]), int(obs.shape[1])
-    if T == 0 or n_envs == 0:
-        raise ValueError(f"observations must hold at least one step of one environment, got "
-                         f"shape {tuple(obs.shape)}")
-    if not np.all(np.isfinite(obs.astype(np.float64, copy=False))):
-        raise ValueError("observations contain NaN or inf; pass the observations the policy "
-                         "acted on")
+    obs, T, n_envs = _observation_arrays(policy, observations)
     if episode_starts is None:
         starts = np.zeros((T, n_envs), dtype=np.float32)
         starts[0] = 1.0
@@ -423,8 +453,9 @@ def estimate_energy(policy: Any, observations: ArrayLike,
 
     device = policy.device
     # env-major rows (env 0's T steps, then env 1's ...): sb3-contrib's sequence layout
-    flat_obs = torch.as_tensor(np.ascontiguousarray(obs.swapaxes(0, 1)).reshape(
-        T * n_envs, *obs_shape), device=device)
+    flat = lambda a: torch.as_tensor(np.ascontiguousarray(a.swapaxes(0, 1)).reshape(  # noqa: E731
+        T * n_envs, *a.shape[2:]), device=device)
+    flat_obs = {k: flat(a) for k, a in obs.items()} if isinstance(obs, dict) else flat(obs)
     flat_starts = torch.as_tensor(np.ascontiguousarray(starts.swapaxes(0, 1)).reshape(-1),
                                   device=device)
 

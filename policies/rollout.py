@@ -21,7 +21,7 @@ __all__ = ["Step", "collect_observations", "rollout"]
 class Step(NamedTuple):
     """One step of every copy of the env, as :func:`rollout` yields it.
 
-    ``obs`` is what the policy saw, ``episode_start`` whether that observation starts an episode
+    ``obs`` is what the policy saw (a dict of arrays for ``Dict`` observations), ``episode_start`` whether that observation starts an episode
     (the flag passed to ``predict``), ``action`` what it did, then the env's ``reward``,
     ``done`` and ``infos`` for that action. ``state`` is the recurrent state after the step
     (``predict``'s second output: ``(h, c)`` for the LSTM, ``(v, c)`` packed the same way for the
@@ -29,7 +29,7 @@ class Step(NamedTuple):
     ``readout`` is the actor core's output for this step, ``[copies, dim]``, when
     :func:`rollout` was asked for ``activity``, else ``None``."""
 
-    obs: np.ndarray
+    obs: Any
     episode_start: np.ndarray
     action: np.ndarray
     reward: np.ndarray
@@ -76,10 +76,8 @@ def rollout(model: Any, env: Any, n_steps: Optional[int] = None, deterministic: 
         raise ValueError(f"n_steps must be an int >= 1 or None, got {n_steps!r}")
     env = _as_vec_env(env)
     policy = getattr(model, "policy", None)
-    want = getattr(getattr(policy, "observation_space", None), "shape", None)
-    if policy is not None and env.observation_space.shape != want:
-        raise ValueError(f"env observations have shape {env.observation_space.shape} but the "
-                         f"model expects {want}; build the env the model was trained on")
+    if policy is not None:
+        _check_observation_shapes(env, policy)
     hook, outputs = None, []
     if activity:
         core = getattr(policy, "lstm_actor", None)
@@ -92,8 +90,6 @@ def rollout(model: Any, env: Any, n_steps: Optional[int] = None, deterministic: 
     try:
         if obs is None:
             obs = env.reset()
-        if isinstance(obs, dict):
-            raise TypeError("dict observations are not supported; flatten them first")
         n_envs = env.num_envs
         starts = np.ones((n_envs,), dtype=bool)
         state = None
@@ -105,7 +101,8 @@ def rollout(model: Any, env: Any, n_steps: Optional[int] = None, deterministic: 
             readout = None
             if activity:
                 readout = outputs[-1].detach().cpu().numpy().reshape(n_envs, -1)
-            seen = np.array(obs, copy=True)
+            seen = ({k: np.array(v, copy=True) for k, v in obs.items()} if isinstance(obs, dict)
+                    else np.array(obs, copy=True))
             next_obs, reward, done, infos = env.step(action)
             yield Step(seen, starts, np.asarray(action), reward, np.asarray(done, dtype=bool),
                        infos, state, readout)
@@ -120,17 +117,33 @@ def collect_observations(model: Any, env: Any, n_steps: int,
                          deterministic: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Roll ``model`` out in ``env`` for ``n_steps`` steps (:func:`rollout`) and return what its
     policy saw: ``(observations [T, n_envs, *obs_shape], episode_starts [T, n_envs] float32)``,
-    the input of the energy estimate (``estimate_energy(model, obs, starts)``)."""
+    the input of the energy estimate (``estimate_energy(model, obs, starts)``); for ``Dict``
+    observations, a dict with one such array per key."""
     if not (hasattr(model, "predict") and hasattr(model, "policy")):
         raise TypeError(f"model must be an SB3 algorithm (PPO, RecurrentPPO, ...) with predict() "
                         f"and .policy, got {type(model).__name__}")
     if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
         raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
     env = _as_vec_env(env)
-    want = getattr(model.policy.observation_space, "shape", None)
-    if env.observation_space.shape != want:
-        raise ValueError(f"env observations have shape {env.observation_space.shape} but the "
-                         f"model expects {want}; build the env the model was trained on")
+    _check_observation_shapes(env, model.policy)
     steps = list(rollout(model, env, int(n_steps), deterministic=deterministic))
-    return (np.stack([s.obs for s in steps]),
-            np.stack([s.episode_start.astype(np.float32) for s in steps]))
+    if isinstance(steps[0].obs, dict):
+        obs = {k: np.stack([s.obs[k] for s in steps]) for k in steps[0].obs}
+    else:
+        obs = np.stack([s.obs for s in steps])
+    return obs, np.stack([s.episode_start.astype(np.float32) for s in steps])
+
+
+def _shapes(space: Any) -> Any:
+    """A space's shape, or for a ``Dict`` space ``{key: shape}``."""
+    inner = getattr(space, "spaces", None)
+    if isinstance(inner, dict):
+        return {k: getattr(v, "shape", None) for k, v in inner.items()}
+    return getattr(space, "shape", None)
+
+
+def _check_observation_shapes(env: Any, policy: Any) -> None:
+    have, want = _shapes(env.observation_space), _shapes(policy.observation_space)
+    if have != want:
+        raise ValueError(f"env observations have shape {have} but the model expects {want}; "
+                         "build the env the model was trained on")

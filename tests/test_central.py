@@ -161,3 +161,33 @@ def test_without_the_option_lstm_policy_is_mlp_lstm_policy():
     theirs = RecurrentPPO("MlpLstmPolicy", env, n_steps=8, batch_size=16, seed=0)
     a, b = ours.policy.state_dict(), theirs.policy.state_dict()
     assert list(a) == list(b) and all(th.equal(a[k], b[k]) for k in a)
+
+
+def test_energy_of_a_centralised_critic_policy_is_the_plain_actor_s(tmp_path):
+    """The actor reads "obs" only: with the same actor weights, the deployed agent's counts
+    equal the plain policy's on the same observations; the critic (obs + state) is counted
+    only in agent_with_critic."""
+    from policies.energy import collect_observations, estimate_energy
+
+    venv = VecCentralState(PettingZooVecEnv(make_spread_po, 2))
+    central = _model(policies.GRSNPolicy, venv)
+    obs, starts = collect_observations(central, venv, 12)
+    assert set(obs) == {"obs", "state"} and obs["state"].shape == (12, 6, 36)
+    plain_env = PettingZooVecEnv(make_spread_po, 2)
+    plain = RecurrentPPO(policies.GRSNPolicy, plain_env, n_steps=8, batch_size=16, seed=0,
+                         device="cpu", policy_kwargs=dict(lstm_hidden_size=8))
+    actor_parts = ("lstm_actor.", "mlp_extractor.policy_net.", "action_net.")
+    plain.policy.load_state_dict({k: v for k, v in central.policy.state_dict().items()
+                                  if k.startswith(actor_parts)}, strict=False)
+    report = estimate_energy(central.policy, obs, starts)
+    reference = estimate_energy(plain.policy, obs["obs"], starts)
+    assert report.agent.macs == reference.agent.macs and report.agent.acs == reference.agent.acs
+    assert report.agent_with_critic.macs > report.agent.macs
+    critic_in = central.policy.lstm_critic.grsn.layers[0].fc.in_features
+    assert critic_in == 48  # the critic core reads obs (12) + joint state (36)
+    with pytest.raises(TypeError, match="one \\[T, n_envs, ...\\] array per key"):
+        estimate_energy(central.policy, obs["obs"], starts)
+    with pytest.raises(ValueError, match="observations\\['state'\\] has \\[T, n_envs\\]"):
+        estimate_energy(central.policy, {"obs": obs["obs"], "state": obs["state"][:5]}, starts)
+    venv.close()
+    plain_env.close()

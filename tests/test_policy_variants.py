@@ -129,3 +129,22 @@ def test_variants_save_load_predict_identical(tmp_path, policy, env):
     assert np.array_equal(a1, a2)
     for x, y in zip(s1, s2):
         assert np.array_equal(x, y)
+
+
+def test_multi_input_energy_equals_the_flat_policy_s():
+    """Dict observations go through estimate_energy (one array per key); CombinedExtractor only
+    flattens, so with the same weights the counts equal GRSNPolicy's on the plain array."""
+    from policies.energy import collect_observations, estimate_energy
+
+    venv = make_vec_env("CartPole-v1", n_envs=2, wrapper_class=ToDictWrapper, seed=0)
+    model = RecurrentPPO(MultiInputGRSNPolicy, venv, n_steps=16, seed=0,
+                         policy_kwargs=dict(lstm_hidden_size=8))
+    obs, starts = collect_observations(model, venv, 10)
+    assert set(obs) == {"obs"} and obs["obs"].shape == (10, 2, 4)
+    flat = RecurrentPPO(GRSNPolicy, "CartPole-v1", n_steps=16, seed=0,
+                        policy_kwargs=dict(lstm_hidden_size=8))
+    flat.policy.load_state_dict(model.policy.state_dict())
+    report = estimate_energy(model.policy, obs, starts)
+    reference = estimate_energy(flat.policy, obs["obs"], starts)
+    assert report.agent.acs > 0
+    assert (report.agent.macs, report.agent.acs) == (reference.agent.macs, reference.agent.acs)
