@@ -178,3 +178,18 @@ def test_bad_arguments():
     env = make_smax("3m")
     with pytest.raises(RuntimeError, match="reset"):
         env.step({})
+
+
+def test_train_marl_cli_on_smax_with_a_centralised_critic(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "train_marl", Path(__file__).resolve().parents[1] / "examples" / "train_marl.py")
+    train_marl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_marl)
+    rc = train_marl.main(["--env", "smax-3s_vs_5z", "--policy", "grsn", "--timesteps", "96",
+                          "--copies", "1", "--eval-episodes", "1", "--no-progress-bar",
+                          "--centralised-critic", "--save", str(tmp_path / "m")])
+    line = next(x for x in capsys.readouterr().out.splitlines() if "team return" in x)
+    assert rc == 0 and "win rate" in line and "over 1 episodes, deterministic" in line
