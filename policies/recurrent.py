@@ -67,7 +67,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         embedding of the current observation, the paper's shortcut); GRSNPolicy also takes
         ``"spikes+membrane"`` (spikes and the membrane before reset: a non-spiking readout,
         not in the paper, whose heads cost MACs).
-    :param shortcut_dim: size of that embedding.
+    :param shortcut_dim: size of that embedding; ``None``: the core's hidden size.
     :param input_bias: added to the initial bias of the neurons' input projection. Default 1.0, a
         departure from PyTorch's default init (which the paper does not change): with it, the
         steady-state membrane ``relu(a_i)`` of a GRSN (or the input of a LIF) is about the
@@ -125,7 +125,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         shared_grsn: Optional[bool] = None,
         enable_critic_grsn: Optional[bool] = None,
         readout: str = "spikes",
-        shortcut_dim: int = 32,
+        shortcut_dim: Optional[int] = 32,
         input_bias: float = 1.0,
         tau: float = 2.0,
         v_threshold: float = 1.0,
@@ -163,6 +163,8 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         shared = bool(opts["shared_grsn"]) if opts["shared_grsn"] is not None else False
         critic = (bool(opts["enable_critic_grsn"]) if opts["enable_critic_grsn"] is not None
                   else not shared)
+        if shortcut_dim is None:  # as wide as the spiking layer
+            shortcut_dim = hidden
         if shared and critic:
             raise ValueError("choose shared_grsn=True (actor and critic share one core) or "
                              "enable_critic_grsn=True (a separate critic core), not both")
@@ -286,7 +288,12 @@ class GRSNPolicy(SpikingRecurrentPolicy):
 
     - ``readout="spikes+obs"``: the heads see the spikes and an embedding of the current
       observation (the paper's shortcut), so the spikes need to carry only what the observation
-      does not;
+      does not; ``shortcut_dim=None``, i.e. the embedding as wide as the spiking layer (the
+      paper's agent: 32 beside 128 neurons; 0.2: 32): with 64 neurons, a 64-wide embedding
+      keeps more of the current observation's precision and gives sharper action
+      distributions, while an embedding wider than the layer (64 beside 32 neurons) crowded
+      the spikes out of the heads and lost the 15-step cue recall on 2 seeds of 5
+      (docs/RESULTS.md, "Version 0.3");
     - ``aux_loss="obs_diff"`` with ``aux_coef=3.0``: the training-only self-predictive loss
       described in :class:`SpikingRecurrentPolicy`, which makes the spikes carry the previous
       observation (weight 3 rather than 1: as good or better on every task measured, and it
@@ -310,12 +317,14 @@ class GRSNPolicy(SpikingRecurrentPolicy):
         model.learn(10_000)
     """
 
-    def __init__(self, *args, readout: str = "spikes+obs", aux_loss: Optional[str] = "obs_diff",
-                 aux_coef: float = 3.0, learnable_tau: bool = False, forget_bias: float = 0.0,
-                 backend: str = "auto", spike_recurrence: bool = False, **kwargs):
+    def __init__(self, *args, readout: str = "spikes+obs", shortcut_dim: Optional[int] = None,
+                 aux_loss: Optional[str] = "obs_diff", aux_coef: float = 3.0,
+                 learnable_tau: bool = False, forget_bias: float = 0.0, backend: str = "auto",
+                 spike_recurrence: bool = False, **kwargs):
         self.grsn_kwargs = dict(learnable_tau=learnable_tau, forget_bias=forget_bias,
                                 backend=backend, spike_recurrence=spike_recurrence)
-        super().__init__(*args, readout=readout, aux_loss=aux_loss, aux_coef=aux_coef, **kwargs)
+        super().__init__(*args, readout=readout, shortcut_dim=shortcut_dim, aux_loss=aux_loss,
+                         aux_coef=aux_coef, **kwargs)
 
     def _make_core(self, input_size, hidden_size, num_layers):
         return GRSNCore(input_size, hidden_size, num_layers, **self.core_kwargs,
@@ -328,18 +337,18 @@ class GRSNPolicy(SpikingRecurrentPolicy):
 
 
 class PaperGRSNPolicy(GRSNPolicy):
-    """The paper's GRSN agent as far as the policy goes: the observation shortcut in the readout,
-    no auxiliary loss, PyTorch's default initialisation (``input_bias=0``), 128 neurons. Every
+    """The paper's GRSN agent as far as the policy goes: the observation shortcut in the readout
+    (an embedding of 32), no auxiliary loss, PyTorch's default initialisation (``input_bias=0``), 128 neurons. Every
     argument of :class:`GRSNPolicy` still applies and overrides these. The paper's agent also
     feeds the previous action and reward: wrap the env in :class:`policies.PrevActionRewardWrapper`
     (``policies.make_env(..., prev_action_reward=True)``)."""
 
-    def __init__(self, *args, readout: str = "spikes+obs", aux_loss: Optional[str] = None,
-                 input_bias: float = 0.0, **kwargs):
+    def __init__(self, *args, readout: str = "spikes+obs", shortcut_dim: int = 32,
+                 aux_loss: Optional[str] = None, input_bias: float = 0.0, **kwargs):
         if not any(k in kwargs for k in ("grsn_hidden_size", "lstm_hidden_size")):
             kwargs["grsn_hidden_size"] = 128
-        super().__init__(*args, readout=readout, aux_loss=aux_loss, input_bias=input_bias,
-                         **kwargs)
+        super().__init__(*args, readout=readout, shortcut_dim=shortcut_dim, aux_loss=aux_loss,
+                         input_bias=input_bias, **kwargs)
 
 
 class LIFPolicy(SpikingRecurrentPolicy):

@@ -304,3 +304,13 @@ def test_spike_recurrence_is_a_declared_part_of_the_block():
     assert torch.equal(steps, seq.spike_seq)
     with pytest.raises(TypeError, match="spike_recurrence must be a bool"):
         GRSN(3, 5, spike_recurrence=1)
+
+
+def test_installed_version_is_the_package_version():
+    """One source of truth: setup.cfg reads grsn_sj.__version__ (0.2.0 shipped a stale
+    __version__ of 0.1.0 beside a 0.2.0 distribution)."""
+    import importlib.metadata
+
+    import grsn_sj
+
+    assert importlib.metadata.version("grsn_sj") == grsn_sj.__version__

@@ -298,3 +298,23 @@ def test_the_base_policy_needs_a_core():
 
     with pytest.raises(TypeError, match="abstract"):
         _build(policy=SpikingRecurrentPolicy)
+
+
+def test_shipped_defaults_and_the_paper_preset():
+    """What a user gets by passing nothing (docs/RESULTS.md, "Version 0.3"), and the paper's
+    agent one argument away; a model saved with other values keeps them on load."""
+    from policies import PaperGRSNPolicy
+
+    pol = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, seed=0).policy
+    core = pol.lstm_actor
+    assert core.readout == "spikes+obs" and core.shortcut[0].out_features == 64
+    assert core.output_dim == 64 + 64 and pol.action_net.in_features == 64  # through the MLP
+    assert pol.aux_kwargs["aux_loss"] == "obs_diff" and pol.aux_kwargs["aux_coef"] == 3.0
+    small = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, seed=0,
+                         policy_kwargs=dict(lstm_hidden_size=32)).policy
+    assert small.lstm_actor.shortcut[0].out_features == 32  # as wide as the spiking layer
+    assert small.core_kwargs["shortcut_dim"] == 32  # saved resolved, so a load is exact
+    paper = RecurrentPPO(PaperGRSNPolicy, "CartPole-P-v0", n_steps=8, seed=0).policy
+    assert paper.lstm_actor.shortcut[0].out_features == 32
+    assert paper.lstm_actor.hidden_size == 128 and paper.aux_decoder is None
+    assert paper.core_kwargs["input_bias"] == 0.0
