@@ -318,3 +318,22 @@ def test_shipped_defaults_and_the_paper_preset():
     assert paper.lstm_actor.shortcut[0].out_features == 32
     assert paper.lstm_actor.hidden_size == 128 and paper.aux_decoder is None
     assert paper.core_kwargs["input_bias"] == 0.0
+
+
+def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
+    """A model zip records only the policy_kwargs the user passed, so a model trained with an
+    older version's defaults needs them back on load (README, "Upgrading"): 0.2's 32-wide
+    observation embedding, 0.1's spikes-only readout without the auxiliary loss."""
+    old = {"0.2": dict(shortcut_dim=32), "0.1": dict(readout="spikes", aux_loss=None)}
+    for version, defaults in old.items():
+        model = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=0,
+                             policy_kwargs=dict(lstm_hidden_size=16, **defaults))
+        model.save(tmp_path / version)
+        as_saved_by_old = {"policy_kwargs": dict(lstm_hidden_size=16)}  # no default recorded
+        with pytest.raises(RuntimeError, match="size mismatch|Missing key|Unexpected key"):
+            RecurrentPPO.load(tmp_path / version, custom_objects=as_saved_by_old)
+        loaded = RecurrentPPO.load(tmp_path / version, custom_objects={
+            "policy_kwargs": dict(lstm_hidden_size=16, **defaults)})
+        obs = np.zeros((1, 2), dtype=np.float32)
+        assert np.array_equal(loaded.predict(obs, deterministic=True)[0],
+                              model.predict(obs, deterministic=True)[0])
