@@ -66,6 +66,9 @@ Counting conventions (every number in a report follows these)
   (``W_ih x + W_hh h``; the two products accumulate into the same sums), plus ``H * P`` for a
   projection ``proj_size = P`` (then the recurrent width is ``P``); both directions when
   bidirectional.
+* ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Conv3d`` (a CNN features extractor, e.g. SB3's
+  ``NatureCNN`` in the ``Cnn`` policies) run on real values: ``in_channels / groups *
+  prod(kernel_size)`` MACs per output element.
 * Biases are not counted (neither for MACs nor for ACs), the usual convention of MAC counters
   (and of SpikingJelly's ``MACCounter`` / ``SynOpCounter``).
 
@@ -420,6 +423,8 @@ class _OpCounter(ModuleCounter):
         self.notes: list[str] = []
         self.rules = {("forward", nn.Linear): self._linear, ("forward", nn.LSTM): self._rnn,
                       ("forward", nn.GRU): self._rnn}
+        for conv in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+            self.rules[("forward", conv)] = self._conv
         for act in ACTIVATION_MODULES:
             self.rules[("forward", act)] = self._activation
 
@@ -484,6 +489,14 @@ class _OpCounter(ModuleCounter):
         return self._add(self.names.get(module, type(module).__name__), syn_mac=syn_mac,
                          neu_mac=cells * cell.macs, neu_ac=cells * cell.acs,
                          act=cells * cell.activations)
+
+    def _conv(self, module: nn.modules.conv._ConvNd, args: tuple, kwargs: dict,
+              out: torch.Tensor) -> int:
+        """A convolution on real values (an image): every output element costs
+        ``in_channels / groups * prod(kernel_size)`` MACs."""
+        per_output = (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        return self._add(self.names.get(module, type(module).__name__),
+                         syn_mac=out.numel() * per_output)
 
     def _activation(self, module: nn.Module, args: tuple, kwargs: dict, out: Any) -> int:
         return self._add(self.names.get(module, type(module).__name__),

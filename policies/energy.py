@@ -259,13 +259,13 @@ def _check_modules(policy: nn.Module, names: Mapping[nn.Module, str]) -> None:
     for module in policy.modules():
         if module is policy or not any(True for _ in module.parameters(recurse=False)):
             continue
-        if isinstance(module, (nn.Linear, nn.LSTM, nn.GRU, BaseNode, nn.PReLU)):
+        if isinstance(module, (nn.Linear, nn.LSTM, nn.GRU, nn.Conv1d, nn.Conv2d, nn.Conv3d,
+                               BaseNode, nn.PReLU)):
             continue
         raise TypeError(
             f"cannot count the operations of {names.get(module)} ({type(module).__name__}): "
-            "only nn.Linear, nn.LSTM, nn.GRU, SpikingJelly neurons and activation modules are "
-            "supported (e.g. a CNN features extractor is not); use count_ops on the supported "
-            "parts or a FlattenExtractor policy")
+            "only nn.Linear, nn.Conv1d/2d/3d, nn.LSTM, nn.GRU, SpikingJelly neurons and "
+            "activation modules are supported; use count_ops on the supported parts")
 
 
 def _core_counting(core: Optional[nn.Module], label: str) -> CoreCounting:
@@ -396,7 +396,8 @@ def estimate_energy(policy: Any, observations: ArrayLike,
         ``RecurrentActorCriticPolicy`` (``"MlpLstmPolicy"``, :class:`policies.GRSNPolicy`,
         :class:`policies.LIFPolicy`, :class:`policies.NoTAPPolicy`), or a model (``PPO`` /
         ``RecurrentPPO``) holding one. Its features extractor must be parameter-free or made of
-        ``Linear`` layers (the default ``FlattenExtractor``).
+        ``Linear`` and ``Conv`` layers (``FlattenExtractor``, ``CombinedExtractor`` on flat
+        entries, ``NatureCNN``: the ``Cnn`` policies).
     :param observations: ``[T, n_envs, *observation_space.shape]`` (numpy or torch), as the
         policy saw them (e.g. from :func:`collect_observations`; normalised if the env was);
         for a ``Dict`` observation space (``MultiInput`` policies, a centralised critic) a dict

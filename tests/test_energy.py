@@ -292,8 +292,8 @@ def test_bad_input_is_rejected_with_a_clear_message():
     with pytest.raises(TypeError, match="ac_pj"):
         EnergyConstants(ac_pj="0.9")
     mlp = ActorCriticPolicy(OBS, ACT, LR, net_arch=[5])
-    mlp.mlp_extractor.policy_net[0] = nn.Conv1d(1, 5, 2)
-    with pytest.raises(TypeError, match="Conv1d"):
+    mlp.mlp_extractor.policy_net[0] = nn.BatchNorm1d(5)
+    with pytest.raises(TypeError, match="BatchNorm1d"):
         estimate_energy(mlp, _obs())
     with pytest.raises(TypeError, match="nn.Module"):
         count_ops(lambda x: x, torch.zeros(1))
@@ -421,3 +421,26 @@ def test_training_only_parts_do_not_count():
     b = estimate_energy(with_aux, _obs(), STARTS)
     assert a.agent == b.agent and a.core == b.core
     assert not any("aux_decoder" in name for name in b.per_module)
+
+
+def test_a_convolution_costs_its_macs_and_a_cnn_policy_is_counted():
+    """Conv layers on real inputs: in_channels / groups * prod(kernel) MACs per output element;
+    so CnnGRSNPolicy's NatureCNN is counted with the deployed agent."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.envs import FakeImageEnv
+
+    conv = nn.Conv2d(3, 4, kernel_size=(3, 2), stride=1, groups=1)
+    counts = count_ops(conv, torch.randn(2, 3, 5, 6))
+    assert counts.macs == 2 * 4 * 3 * 5 * (3 * 3 * 2) and counts.acs == 0
+    grouped = nn.Conv1d(4, 6, kernel_size=3, groups=2)
+    assert count_ops(grouped, torch.randn(1, 4, 10)).macs == 6 * 8 * (2 * 3)
+    env = make_vec_env(lambda: FakeImageEnv(screen_height=36, screen_width=36), n_envs=2)
+    model = RecurrentPPO(policies.CnnGRSNPolicy, env, n_steps=8, seed=0,
+                         policy_kwargs=dict(lstm_hidden_size=8))
+    obs, starts = collect_observations(model, model.get_env(), 3)
+    report = estimate_energy(model.policy, obs, starts)
+    cnn = sum(c.macs for name, c in report.per_module.items()
+              if name.startswith("features_extractor.cnn"))
+    # NatureCNN on 1x36x36: 32x8x8 s4 -> 8x8, 64x4x4 s2 -> 3x3, 64x3x3 s1 -> 1x1
+    assert cnn == 32 * 8 * 8 * (1 * 8 * 8) + 64 * 3 * 3 * (32 * 4 * 4) + 64 * 1 * 1 * (64 * 3 * 3)
+    assert report.agent.macs > cnn and report.core.macs < report.agent.macs
