@@ -145,5 +145,11 @@ def _shapes(space: Any) -> Any:
 def _check_observation_shapes(env: Any, policy: Any) -> None:
     have, want = _shapes(env.observation_space), _shapes(policy.observation_space)
     if have != want:
+        hint = "build the env the model was trained on"
+        if (isinstance(have, tuple) and isinstance(want, tuple) and len(have) == 3
+                and (have[2], have[0], have[1]) == want):
+            hint = ("an image env in height-width-channel order: SB3 trained the model on it "
+                    "through VecTransposeImage; pass model.get_env() (or wrap the env in "
+                    "stable_baselines3.common.vec_env.VecTransposeImage)")
         raise ValueError(f"env observations have shape {have} but the model expects {want}; "
-                         "build the env the model was trained on")
+                         f"{hint}")

@@ -437,6 +437,8 @@ def test_a_convolution_costs_its_macs_and_a_cnn_policy_is_counted():
     env = make_vec_env(lambda: FakeImageEnv(screen_height=36, screen_width=36), n_envs=2)
     model = RecurrentPPO(policies.CnnGRSNPolicy, env, n_steps=8, seed=0,
                          policy_kwargs=dict(lstm_hidden_size=8))
+    with pytest.raises(ValueError, match="height-width-channel.*model.get_env"):
+        collect_observations(model, env, 3)  # the user's env, not the transposed one
     obs, starts = collect_observations(model, model.get_env(), 3)
     report = estimate_energy(model.policy, obs, starts)
     cnn = sum(c.macs for name, c in report.per_module.items()
