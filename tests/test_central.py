@@ -14,18 +14,10 @@ import policies
 from policies.central import KeysExtractor
 from policies.marl import PettingZooVecEnv, VecCentralState, evaluate_team, make_spread_po
 
-from .test_marl import expected_obs, toy
+from .test_marl import _one_torch_thread, expected_obs, toy  # noqa: F401 (autouse fixture)
 
 POLICY_CLASSES = [policies.GRSNPolicy, policies.LIFPolicy, policies.LSTMPolicy,
                   policies.GRUPolicy]
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(n)
 
 
 def test_state_is_the_copy_joint_observation():
