@@ -5,6 +5,7 @@ sampled actions. The instrument behind docs/RESULTS.md's "The learning gap" tabl
     python examples/quick_levers.py --task perf --policy grsn --policy-kwargs readout=spikes aux_loss=None
     python examples/quick_levers.py --task CartPole-P-v0 --policy grsn --policy-kwargs critic_core=shared
     python examples/quick_levers.py --task Pendulum-P-v0 --policy lstm --seeds 0
+    python examples/quick_levers.py --task CartPole-P-v0 --normalize     # VecNormalize'd inputs
 
 Tasks:
 
@@ -76,7 +77,17 @@ def _perf_env():
     return TimeLimit(CartPoleNoVelEnv(), max_episode_steps=500)
 
 
-def run(task: str, policy: str, seed: int, policy_kwargs: dict) -> dict:
+def eval_env(task: str, seed: int, train_env):
+    """The evaluation env of a table task: 4 fresh copies seeded ``seed + 10000``; when the
+    training env is a ``VecNormalize``, wrapped in one that uses its (frozen) statistics."""
+    env = make_task_env(task, 4, seed + 10_000)
+    if isinstance(train_env, VecNormalize):
+        env = VecNormalize(env, training=False, norm_obs=train_env.norm_obs, norm_reward=False)
+        env.obs_rms = train_env.obs_rms
+    return env
+
+
+def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool = False) -> dict:
     algo, policy_class = POLICIES[policy]
     t0 = time.time()
     if task == "perf":
@@ -89,12 +100,16 @@ def run(task: str, policy: str, seed: int, policy_kwargs: dict) -> dict:
     else:
         cfg = zoo.config_for(task)
         env = make_task_env(task, cfg["n_envs"], seed)
+        if normalize:  # RL Zoo's `normalize: true`, observations only
+            env = VecNormalize(env, norm_reward=False)
         model = build_model(policy, env, cfg, seed, "cpu", policy_kwargs=policy_kwargs)
         model.learn(cfg["n_timesteps"])
-        det = evaluate_policy(model, make_task_env(task, 4, seed + 10_000),
-                              n_eval_episodes=20, deterministic=True)[0]
-        sampled = evaluate_policy(model, make_task_env(task, 4, seed + 10_000),
-                                  n_eval_episodes=20, deterministic=False)[0]
+        det = evaluate_policy(model, eval_env(task, seed, env), n_eval_episodes=20,
+                              deterministic=True)[0]
+        sampled = evaluate_policy(model, eval_env(task, seed, env), n_eval_episodes=20,
+                                  deterministic=False)[0]
+    if normalize:
+        task = f"{task}+VecNormalize"
     return dict(task=task, policy=policy, policy_kwargs=repr(policy_kwargs), seed=seed,
                 det=round(float(det), 1), sampled=round(float(sampled), 1),
                 seconds=round(time.time() - t0))
@@ -107,15 +122,21 @@ def main(argv=None) -> int:
     p.add_argument("--policy", default="grsn", choices=[k for k in POLICIES if k != "mlp"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     add_kwargs_option(p, "--policy-kwargs", "policy_kwargs on top of the task's")
+    p.add_argument("--normalize", action="store_true",
+                   help="train on VecNormalize'd observations (RL Zoo's normalize: true; "
+                        "evaluation uses the training statistics); not for --task perf, which "
+                        "normalises already")
     p.add_argument("--out", default="runs/quick_levers.jsonl")
     add_threads_option(p)
     args = p.parse_args(argv)
     kwargs = args.policy_kwargs
+    if args.normalize and args.task == "perf":
+        p.error("--task perf normalises its observations already (sb3-contrib's test does)")
     set_threads(args.threads)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     for seed in args.seeds:
         try:
-            row = run(args.task, args.policy, seed, kwargs)
+            row = run(args.task, args.policy, seed, kwargs, args.normalize)
         except (TypeError, ValueError) as exc:
             p.exit(2, f"{p.prog}: error: {exc}\n")
         with open(args.out, "a") as f:

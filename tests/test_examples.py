@@ -2,6 +2,7 @@
 import os
 import sys
 
+import numpy as np
 import pytest
 from sb3_contrib import RecurrentPPO
 
@@ -14,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 import reproduce  # noqa: E402
 import train_marl  # noqa: E402
 import train_pomdp  # noqa: E402
+import quick_levers  # noqa: E402
 
 
 @pytest.mark.parametrize("policy", ["grsn", "lstm", "mlp"])
@@ -418,3 +420,22 @@ def test_memory_gap_runs_resumes_and_refuses_bad_grsn_kwargs(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         memory_gap.main(args + ["--grsn-kwargs", "bogus=1"])
     assert exc.value.code == 2 and "'bogus'" in capsys.readouterr().err
+
+
+def test_quick_levers_normalize_evaluates_with_the_training_statistics(capsys):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    train = VecNormalize(policies.make_env("CartPole-P-v0", 2, 0), norm_reward=False)
+    train.reset()
+    for _ in range(20):
+        train.step(np.array([train.action_space.sample() for _ in range(2)]))
+    ev = quick_levers.eval_env("CartPole-P-v0", 0, train)
+    assert isinstance(ev, VecNormalize) and not ev.training and ev.obs_rms is train.obs_rms
+    raw = ev.venv.reset()
+    np.testing.assert_allclose(ev.normalize_obs(raw),
+                               np.clip((raw - train.obs_rms.mean) / np.sqrt(train.obs_rms.var + 1e-8),
+                                       -10, 10), rtol=1e-5)
+    assert not isinstance(quick_levers.eval_env("CartPole-P-v0", 0, train.venv), VecNormalize)
+    with pytest.raises(SystemExit) as exc:
+        quick_levers.main(["--task", "perf", "--normalize"])
+    assert exc.value.code == 2 and "normalises its observations already" in capsys.readouterr().err
