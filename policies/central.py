@@ -57,13 +57,19 @@ class KeysExtractor(BaseFeaturesExtractor):
         return th.cat([th.flatten(observations[k], start_dim=1) for k in self.keys], dim=1)
 
 
-def central_policy_kwargs(name: str, observation_space: spaces.Space,
-                          kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The constructor arguments of a policy with a centralised critic: ``kwargs`` with the
+def central_policy_kwargs(name: str, observation_space: spaces.Space, kwargs: dict[str, Any],
+                          centralised_critic: bool) -> dict[str, Any]:
+    """The constructor arguments of a policy given its ``centralised_critic`` option (a bool, or
+    a TypeError naming it): ``kwargs`` unchanged when False; when True, ``kwargs`` with the
     actor's features extractor set to read ``"obs"`` only and ``share_features_extractor=False``.
     Raises a TypeError / ValueError naming the fix for an observation space without the two
     keys, another features extractor, or a shared memory core (whose critic reads the actor's
     latent and could never see the state)."""
+    if not isinstance(centralised_critic, bool):
+        raise TypeError(f"{name}: centralised_critic must be True or False, got "
+                        f"{centralised_critic!r}")
+    if not centralised_critic:
+        return dict(kwargs)
     if not (isinstance(observation_space, spaces.Dict)
             and set(observation_space.spaces) == set(CENTRAL_KEYS)):
         raise ValueError(

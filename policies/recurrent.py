@@ -139,16 +139,15 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         centralised_critic: bool = False,
         **lstm_style_kwargs: Any,
     ):
-        if not isinstance(centralised_critic, bool):
-            raise TypeError(f"{type(self).__name__}: centralised_critic must be True or False, "
-                            f"got {centralised_critic!r}")
+        central = central_policy_kwargs(type(self).__name__, observation_space, dict(
+            features_extractor_class=features_extractor_class,
+            features_extractor_kwargs=features_extractor_kwargs,
+            share_features_extractor=share_features_extractor,
+            shared_grsn=shared_grsn, **lstm_style_kwargs), centralised_critic)
+        features_extractor_class = central["features_extractor_class"]
+        features_extractor_kwargs = central["features_extractor_kwargs"]
+        share_features_extractor = central["share_features_extractor"]
         if centralised_critic:
-            central = central_policy_kwargs(type(self).__name__, observation_space, dict(
-                features_extractor_class=features_extractor_class,
-                shared_grsn=shared_grsn, **lstm_style_kwargs))
-            features_extractor_class = central["features_extractor_class"]
-            features_extractor_kwargs = central["features_extractor_kwargs"]
-            share_features_extractor = central["share_features_extractor"]
             if critic_core == "shared":
                 raise ValueError(f"{type(self).__name__}: critic_core='shared' runs the actor's "
                                  "core for the critic, which cannot read the state: use "
@@ -338,8 +337,9 @@ class GRSNPolicy(SpikingRecurrentPolicy):
 
 class PaperGRSNPolicy(GRSNPolicy):
     """The paper's GRSN agent as far as the policy goes: the observation shortcut in the readout
-    (an embedding of 32), no auxiliary loss, PyTorch's default initialisation (``input_bias=0``), 128 neurons. Every
-    argument of :class:`GRSNPolicy` still applies and overrides these. The paper's agent also
+    (an embedding of 32), no auxiliary loss, PyTorch's default initialisation
+    (``input_bias=0``), 128 neurons. Every argument of :class:`GRSNPolicy` still applies and
+    overrides these. The paper's agent also
     feeds the previous action and reward: wrap the env in :class:`policies.PrevActionRewardWrapper`
     (``policies.make_env(..., prev_action_reward=True)``)."""
 
@@ -416,14 +416,10 @@ class _RNNPolicy(RecurrentActorCriticPolicy):
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
                  lr_schedule: Schedule, *args, centralised_critic: bool = False, **kwargs):
         name = type(self).__name__
-        if not isinstance(centralised_critic, bool):
-            raise TypeError(f"{name}: centralised_critic must be True or False, got "
-                            f"{centralised_critic!r}")
-        if centralised_critic:
-            if args:
-                raise TypeError(f"{name}(centralised_critic=True): pass the policy's arguments "
-                                f"by keyword (got {len(args)} positional after lr_schedule)")
-            kwargs = central_policy_kwargs(name, observation_space, kwargs)
+        kwargs = central_policy_kwargs(name, observation_space, kwargs, centralised_critic)
+        if centralised_critic and args:
+            raise TypeError(f"{name}(centralised_critic=True): pass the policy's arguments "
+                            f"by keyword (got {len(args)} positional after lr_schedule)")
         self.centralised_critic = centralised_critic
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
         vf_dim = central_critic_extractor(self) if centralised_critic else self.features_dim

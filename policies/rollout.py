@@ -21,8 +21,9 @@ __all__ = ["Step", "collect_observations", "rollout"]
 class Step(NamedTuple):
     """One step of every copy of the env, as :func:`rollout` yields it.
 
-    ``obs`` is what the policy saw (a dict of arrays for ``Dict`` observations), ``episode_start`` whether that observation starts an episode
-    (the flag passed to ``predict``), ``action`` what it did, then the env's ``reward``,
+    ``obs`` is what the policy saw (a dict of arrays for ``Dict`` observations),
+    ``episode_start`` whether that observation starts an episode (the flag passed to
+    ``predict``), ``action`` what it did, then the env's ``reward``,
     ``done`` and ``infos`` for that action. ``state`` is the recurrent state after the step
     (``predict``'s second output: ``(h, c)`` for the LSTM, ``(v, c)`` packed the same way for the
     spiking policies, each ``[layers, copies, hidden]``; ``None`` for a memoryless policy).
@@ -125,7 +126,6 @@ def collect_observations(model: Any, env: Any, n_steps: int,
     if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
         raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
     env = _as_vec_env(env)
-    _check_observation_shapes(env, model.policy)
     steps = list(rollout(model, env, int(n_steps), deterministic=deterministic))
     if isinstance(steps[0].obs, dict):
         obs = {k: np.stack([s.obs[k] for s in steps]) for k in steps[0].obs}

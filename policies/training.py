@@ -16,9 +16,9 @@ resuming from the CSV).
 from __future__ import annotations
 
 import argparse
-import functools
 import ast
 import csv
+import functools
 import json
 import os
 import sys
