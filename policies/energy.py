@@ -61,6 +61,7 @@ Scopes of a report
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -471,8 +472,12 @@ def estimate_energy(policy: Any, observations: ArrayLike,
 
     was_training = policy.training
     policy.set_training_mode(False)
+    # forward() is RecurrentPPO's rollout pass: an in-policy observation normaliser would record
+    # these observations (and merge statistics due); the deployed actor normalises as predict does
+    normalizer = getattr(policy, "obs_normalizer", None)
     try:
-        with _FiringStats([actor_core, critic_core]) as stats:
+        with (normalizer.paused() if normalizer is not None else contextlib.nullcontext()), \
+                _FiringStats([actor_core, critic_core]) as stats:
             counted = count_ops_by_module(policy, call, roles)
             rate = stats.rate(actor_core)
             critic_rate = stats.rate(critic_core)

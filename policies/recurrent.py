@@ -38,6 +38,7 @@ from grsn_sj.functional import check_positive_int
 
 from .central import central_critic_extractor, central_policy_kwargs
 from .cores import GRSNCore, GRUCore, LIFCore, NoTAPCore, SpikingCore
+from .obs_norm import ObservationNormalizer
 
 __all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "PaperGRSNPolicy", "LIFPolicy", "NoTAPPolicy", "GRUPolicy",
            "CnnGRSNPolicy", "MultiInputGRSNPolicy", "CnnLIFPolicy", "MultiInputLIFPolicy",
@@ -99,6 +100,13 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         :class:`policies.marl.VecCentralState`); the actor and the auxiliary loss read
         ``"obs"`` only, the critic core ``"obs"`` and ``"state"``. Needs a critic core of its
         own (``critic_core="same"``).
+    :param normalize_obs: standardise the observations inside the policy
+        (:class:`policies.obs_norm.ObservationNormalizer`): VecNormalize's rule (running mean
+        and variance, clipped to ``clip_obs``), but the statistics change only between PPO
+        updates, so each update sees the inputs its rollout saw. Non-image ``Box`` entries only;
+        the first rollout passes unchanged. The statistics are saved with the model and used by
+        ``predict``.
+    :param clip_obs: the clip of the normalised observations (VecNormalize's default 10).
     """
 
     def __init__(
@@ -137,6 +145,8 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         aux_hidden: int = 64,
         critic_core: str = "same",
         centralised_critic: bool = False,
+        normalize_obs: bool = False,
+        clip_obs: float = 10.0,
         **lstm_style_kwargs: Any,
     ):
         central = central_policy_kwargs(type(self).__name__, observation_space, dict(
@@ -181,6 +191,12 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             raise ValueError(f"{type(self).__name__}: aux_coef must be a finite number >= 0 "
                              f"(0 trains the decoder's loss with no weight), got {aux_coef!r}")
         check_positive_int(aux_hidden, "aux_hidden")
+        if not isinstance(normalize_obs, bool):
+            raise TypeError(f"{type(self).__name__}: normalize_obs must be True or False, got "
+                            f"{normalize_obs!r}")
+        # built (and clip_obs checked) before the parent constructor, like the core options
+        obs_normalizer = (ObservationNormalizer(observation_space, clip_obs) if normalize_obs
+                          else None)
         self.core_kwargs = dict(readout=readout, shortcut_dim=shortcut_dim,
                                 input_bias=input_bias, tau=tau,
                                 v_threshold=v_threshold, v_reset=v_reset,
@@ -205,7 +221,9 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             # state): the value loss backpropagates into the actor's memory
             self.lstm_critic = self.lstm_actor
         self.aux_kwargs = dict(aux_loss=aux_loss, aux_coef=aux_coef, aux_hidden=aux_hidden,
-                               critic_core=critic_core, centralised_critic=centralised_critic)
+                               critic_core=critic_core, centralised_critic=centralised_critic,
+                               normalize_obs=normalize_obs, clip_obs=clip_obs)
+        self.obs_normalizer = obs_normalizer
         self.aux_decoder = (nn.Sequential(nn.Linear(self._latent_dim, aux_hidden), nn.ReLU(),
                                           nn.Linear(aux_hidden, self.features_dim))
                             if aux_loss == "obs_diff" else None)
@@ -243,7 +261,30 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                     **self.aux_kwargs)
         return data
 
+    # Observation normalisation: forward is RecurrentPPO's rollout pass, evaluate_actions its
+    # update, get_distribution / predict_values serve predict (and the terminal bootstrap).
+    def forward(self, obs, lstm_states, episode_starts, deterministic=False):
+        if self.obs_normalizer is not None:
+            obs = self.obs_normalizer.rollout(obs)
+        return super().forward(obs, lstm_states, episode_starts, deterministic)
+
+    def get_distribution(self, obs, lstm_states, episode_starts):
+        if self.obs_normalizer is not None:
+            obs = self.obs_normalizer.normalize(obs)
+        return super().get_distribution(obs, lstm_states, episode_starts)
+
+    def predict_values(self, obs, lstm_states, episode_starts):
+        if self.obs_normalizer is not None:
+            obs = self.obs_normalizer.normalize(obs)
+        return super().predict_values(obs, lstm_states, episode_starts)
+
     def evaluate_actions(self, obs, actions, lstm_states, episode_starts):
+        if self.aux_decoder is not None:
+            # RecurrentPPO pads short sequences with all-zero observations; told apart on the
+            # raw observations (normalisation moves the zeros)
+            padding = _all_zero_rows(obs)
+        if self.obs_normalizer is not None:
+            obs = self.obs_normalizer.update(obs)
         if self.aux_decoder is None:
             return super().evaluate_actions(obs, actions, lstm_states, episode_starts)
         self._aux_stash = []
@@ -253,7 +294,8 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             features, latent, starts = self._aux_stash[0]
         finally:
             self._aux_stash = None
-        aux = _obs_diff_loss(self.aux_decoder, features, latent, starts)
+        aux = _obs_diff_loss(self.aux_decoder, features, latent, starts,
+                             _sequence_major(padding, starts.shape[1]))
         self.last_aux_loss = float(aux.detach())
         if not self.aux_inject:
             self.last_aux_tensor = aux
@@ -318,12 +360,13 @@ class GRSNPolicy(SpikingRecurrentPolicy):
 
     def __init__(self, *args, readout: str = "spikes+obs", shortcut_dim: Optional[int] = None,
                  aux_loss: Optional[str] = "obs_diff", aux_coef: float = 3.0,
-                 learnable_tau: bool = False, forget_bias: float = 0.0, backend: str = "auto",
-                 spike_recurrence: bool = False, **kwargs):
+                 normalize_obs: bool = False, learnable_tau: bool = False,
+                 forget_bias: float = 0.0, backend: str = "auto", spike_recurrence: bool = False,
+                 **kwargs):
         self.grsn_kwargs = dict(learnable_tau=learnable_tau, forget_bias=forget_bias,
                                 backend=backend, spike_recurrence=spike_recurrence)
         super().__init__(*args, readout=readout, shortcut_dim=shortcut_dim, aux_loss=aux_loss,
-                         aux_coef=aux_coef, **kwargs)
+                         aux_coef=aux_coef, normalize_obs=normalize_obs, **kwargs)
 
     def _make_core(self, input_size, hidden_size, num_layers):
         return GRSNCore(input_size, hidden_size, num_layers, **self.core_kwargs,
@@ -337,18 +380,19 @@ class GRSNPolicy(SpikingRecurrentPolicy):
 
 class PaperGRSNPolicy(GRSNPolicy):
     """The paper's GRSN agent as far as the policy goes: the observation shortcut in the readout
-    (an embedding of 32), no auxiliary loss, PyTorch's default initialisation
-    (``input_bias=0``), 128 neurons. Every argument of :class:`GRSNPolicy` still applies and
+    (an embedding of 32), no auxiliary loss, no observation normalisation in the policy,
+    PyTorch's default initialisation (``input_bias=0``), 128 neurons. Every argument of :class:`GRSNPolicy` still applies and
     overrides these. The paper's agent also
     feeds the previous action and reward: wrap the env in :class:`policies.PrevActionRewardWrapper`
     (``policies.make_env(..., prev_action_reward=True)``)."""
 
     def __init__(self, *args, readout: str = "spikes+obs", shortcut_dim: int = 32,
-                 aux_loss: Optional[str] = None, input_bias: float = 0.0, **kwargs):
+                 aux_loss: Optional[str] = None, input_bias: float = 0.0,
+                 normalize_obs: bool = False, **kwargs):
         if not any(k in kwargs for k in ("grsn_hidden_size", "lstm_hidden_size")):
             kwargs["grsn_hidden_size"] = 128
         super().__init__(*args, readout=readout, shortcut_dim=shortcut_dim, aux_loss=aux_loss,
-                         input_bias=input_bias, **kwargs)
+                         input_bias=input_bias, normalize_obs=normalize_obs, **kwargs)
 
 
 class LIFPolicy(SpikingRecurrentPolicy):
@@ -495,7 +539,7 @@ def _core_sequence(features: th.Tensor, states: tuple[th.Tensor, th.Tensor],
     sequence, readout and starts, for an auxiliary loss."""
     n_seq = states[0].shape[1]
     features_sequence = features.reshape((n_seq, -1, features.shape[-1])).swapaxes(0, 1)
-    starts = episode_starts.reshape((n_seq, -1)).swapaxes(0, 1)
+    starts = _sequence_major(episode_starts, n_seq)
     latent, states = core(features_sequence, states, starts)
     if stash is not None:
         stash.append((features_sequence, latent, starts))
@@ -517,17 +561,31 @@ class _InjectGrad(th.autograd.Function):
         return grad, grad.new_full((), ctx.weight), None
 
 
+def _all_zero_rows(obs) -> th.Tensor:
+    """[rows] bool: the rows of a batch of observations (a tensor or a dict of them) whose
+    every entry is zero."""
+    parts = obs.values() if isinstance(obs, dict) else [obs]
+    nonzero = th.stack([(part != 0).reshape(part.shape[0], -1).any(-1) for part in parts]).any(0)
+    return ~nonzero
+
+
+def _sequence_major(rows: th.Tensor, n_seq: int) -> th.Tensor:
+    """RecurrentPPO's flat sequence-major rows ``[n_seq * T]`` -> ``[T, n_seq]`` (as
+    :func:`_core_sequence` arranges the features)."""
+    return rows.reshape((n_seq, -1)).swapaxes(0, 1)
+
+
 def _obs_diff_loss(decoder: nn.Module, features: th.Tensor, latent: th.Tensor,
-                   starts: th.Tensor) -> th.Tensor:
+                   starts: th.Tensor, zero_obs: th.Tensor) -> th.Tensor:
     """MSE of ``decoder(latent_t)`` against the standardised ``features_t - features_{t-1}``.
 
     ``features`` [T, N, F] (the core's input), ``latent`` [T, N, D] (the core's readout),
-    ``starts`` [T, N]. Steps with no previous step in the same episode (t = 0, an episode start)
-    and the zero padding RecurrentPPO appends to short sequences (an all-zero suffix of a
-    sequence) are left out."""
+    ``starts`` [T, N], ``zero_obs`` [T, N] (the raw observation is all zeros). Steps with no
+    previous step in the same episode (t = 0, an episode start) and the zero padding
+    RecurrentPPO appends to short sequences (an all-zero suffix of a sequence) are left out."""
     target = features.detach()
     diff = target[1:] - target[:-1]
-    nonzero = (target != 0).flatten(2).any(-1).float()
+    nonzero = (~zero_obs).float()
     real = th.flip(th.cummax(th.flip(nonzero, [0]), 0).values, [0]) > 0
     valid = real[1:] & real[:-1] & (starts[1:] == 0)
     if int(valid.sum()) < 2:

@@ -29,7 +29,7 @@ def test_obs_diff_loss_uses_only_steps_with_a_previous_step_of_the_same_episode(
     starts[3, 1] = 1.0                      # copy 1: an episode starts at t = 3
     latent = torch.randn(T, N, 5)
     decoder = torch.nn.Linear(5, F)
-    loss = _obs_diff_loss(decoder, feats, latent, starts)
+    loss = _obs_diff_loss(decoder, feats, latent, starts, (feats == 0).all(-1))
     pairs = [(t, n) for t in range(1, T) for n in range(N)
              if not (n == 1 and t == 3) and not (n == 2 and t >= 4)]
     diff = torch.stack([feats[t, n] - feats[t - 1, n] for t, n in pairs])
