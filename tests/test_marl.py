@@ -567,8 +567,11 @@ class _LstmResetProbe(BaseCallback):
         loc = self.locals
         policy = self.model.policy
         starts = loc["episode_starts"].cpu().numpy().astype(bool)
+        obs = loc["obs_tensor"]
+        if getattr(policy, "obs_normalizer", None) is not None:  # what the actor reads
+            obs = policy.obs_normalizer.normalize(obs)
         with th.no_grad():
-            features = policy.extract_features(loc["obs_tensor"], policy.pi_features_extractor)
+            features = policy.extract_features(obs, policy.pi_features_extractor)
             h_prev = self.model._last_lstm_states.pi
             zero = (th.zeros_like(h_prev[0]), th.zeros_like(h_prev[1]))
             _, (h0, _) = policy._process_sequence(features, zero, th.ones(len(starts)),

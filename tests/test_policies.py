@@ -310,6 +310,7 @@ def test_shipped_defaults_and_the_paper_preset():
     assert core.readout == "spikes+obs" and core.shortcut[0].out_features == 64
     assert core.output_dim == 64 + 64 and pol.action_net.in_features == 64  # through the MLP
     assert pol.aux_kwargs["aux_loss"] == "obs_diff" and pol.aux_kwargs["aux_coef"] == 3.0
+    assert pol.obs_normalizer is not None and pol.obs_normalizer.clip_obs == 10.0
     small = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, seed=0,
                          policy_kwargs=dict(lstm_hidden_size=32)).policy
     assert small.lstm_actor.shortcut[0].out_features == 32  # as wide as the spiking layer
@@ -317,14 +318,17 @@ def test_shipped_defaults_and_the_paper_preset():
     paper = RecurrentPPO(PaperGRSNPolicy, "CartPole-P-v0", n_steps=8, seed=0).policy
     assert paper.lstm_actor.shortcut[0].out_features == 32
     assert paper.lstm_actor.hidden_size == 128 and paper.aux_decoder is None
-    assert paper.core_kwargs["input_bias"] == 0.0
+    assert paper.core_kwargs["input_bias"] == 0.0 and paper.obs_normalizer is None
 
 
 def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
     """A model zip records only the policy_kwargs the user passed, so a model trained with an
-    older version's defaults needs them back on load (README, "Upgrading"): 0.2's 32-wide
-    observation embedding, 0.1's spikes-only readout without the auxiliary loss."""
-    old = {"0.2": dict(shortcut_dim=32), "0.1": dict(readout="spikes", aux_loss=None)}
+    older version's defaults needs them back on load (README, "Upgrading"): 0.3's raw
+    observations, 0.2's 32-wide observation embedding, 0.1's spikes-only readout without the
+    auxiliary loss."""
+    old = {"0.3": dict(normalize_obs=False),
+           "0.2": dict(shortcut_dim=32, normalize_obs=False),
+           "0.1": dict(readout="spikes", aux_loss=None, normalize_obs=False)}
     for version, defaults in old.items():
         model = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=0,
                              policy_kwargs=dict(lstm_hidden_size=16, **defaults))
