@@ -20,8 +20,10 @@ sees other inputs than the rollout did (and a spiking memory other spikes). Here
   does the same.
 
 Until the first merge (the whole first rollout and its update) observations pass unchanged.
-After it, each normalised entry is ``clip((o - mean) / sqrt(var + epsilon), -clip_obs,
-clip_obs)``, VecNormalize's rule with its defaults. Which entries: a ``Box`` observation that is
+After it, each normalised entry is ``scale * clip((o - mean) / sqrt(var + epsilon), -clip_obs,
+clip_obs)``: VecNormalize's rule with its defaults when ``scale = 1``. ``scale`` sets the
+spread of what the first layer sees (a spiking layer has an operating range set by its
+threshold; :class:`policies.GRSNPolicy` uses 0.5). Which entries: a ``Box`` observation that is
 not an image; in a ``Dict``, each such ``Box`` entry; anything else (images, which the Cnn
 extractors scale, and ``Discrete`` / ``MultiDiscrete`` / ``MultiBinary``, which are one-hot
 encoded) passes unchanged.
@@ -99,6 +101,8 @@ class ObservationNormalizer(nn.Module):
     :param clip_obs: normalised entries are clipped to ``[-clip_obs, clip_obs]`` (VecNormalize's
         default 10).
     :param epsilon: added to the variance before the square root (VecNormalize's 1e-8).
+    :param scale: the standard deviation of the normalised entries (VecNormalize: 1); the clip
+        applies before it, in standard deviations.
 
     Example::
 
@@ -113,12 +117,14 @@ class ObservationNormalizer(nn.Module):
     """
 
     def __init__(self, observation_space: spaces.Space, clip_obs: float = 10.0,
-                 epsilon: float = 1e-8):
+                 epsilon: float = 1e-8, scale: float = 1.0):
         super().__init__()
-        if (isinstance(clip_obs, bool) or not isinstance(clip_obs, (int, float))
-                or not math.isfinite(clip_obs) or clip_obs <= 0):
-            raise ValueError(f"clip_obs must be a finite number > 0, got {clip_obs!r}")
+        for name, value in (("clip_obs", clip_obs), ("scale", scale)):
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value) or value <= 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         self.clip_obs = float(clip_obs)
+        self.scale = float(scale)
         self.epsilon = float(epsilon)
         self.is_dict = isinstance(observation_space, spaces.Dict)
         entries = observation_space.spaces if self.is_dict else {"": observation_space}
@@ -189,7 +195,7 @@ class ObservationNormalizer(nn.Module):
         dtype = obs.dtype if obs.is_floating_point() else th.float32
         mean = stats.mean.to(dtype)
         std = th.sqrt(stats.var + self.epsilon).to(dtype)
-        return ((obs.to(dtype) - mean) / std).clamp(-self.clip_obs, self.clip_obs)
+        return ((obs.to(dtype) - mean) / std).clamp(-self.clip_obs, self.clip_obs) * self.scale
 
 
 def _normalisable(space: spaces.Space) -> bool:

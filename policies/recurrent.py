@@ -106,7 +106,9 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         updates, so each update sees the inputs its rollout saw. Non-image ``Box`` entries only;
         the first rollout passes unchanged. The statistics are saved with the model and used by
         ``predict``.
-    :param clip_obs: the clip of the normalised observations (VecNormalize's default 10).
+    :param clip_obs: the clip of the normalised observations, in standard deviations
+        (VecNormalize's default 10).
+    :param obs_scale: the standard deviation of the normalised observations (VecNormalize: 1).
     """
 
     def __init__(
@@ -147,6 +149,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         centralised_critic: bool = False,
         normalize_obs: bool = False,
         clip_obs: float = 10.0,
+        obs_scale: float = 1.0,
         **lstm_style_kwargs: Any,
     ):
         central = central_policy_kwargs(type(self).__name__, observation_space, dict(
@@ -195,8 +198,8 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             raise TypeError(f"{type(self).__name__}: normalize_obs must be True or False, got "
                             f"{normalize_obs!r}")
         # built (and clip_obs checked) before the parent constructor, like the core options
-        obs_normalizer = (ObservationNormalizer(observation_space, clip_obs) if normalize_obs
-                          else None)
+        obs_normalizer = (ObservationNormalizer(observation_space, clip_obs, scale=obs_scale)
+                          if normalize_obs else None)
         self.core_kwargs = dict(readout=readout, shortcut_dim=shortcut_dim,
                                 input_bias=input_bias, tau=tau,
                                 v_threshold=v_threshold, v_reset=v_reset,
@@ -222,7 +225,8 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             self.lstm_critic = self.lstm_actor
         self.aux_kwargs = dict(aux_loss=aux_loss, aux_coef=aux_coef, aux_hidden=aux_hidden,
                                critic_core=critic_core, centralised_critic=centralised_critic,
-                               normalize_obs=normalize_obs, clip_obs=clip_obs)
+                               normalize_obs=normalize_obs, clip_obs=clip_obs,
+                               obs_scale=obs_scale)
         self.obs_normalizer = obs_normalizer
         self.aux_decoder = (nn.Sequential(nn.Linear(self._latent_dim, aux_hidden), nn.ReLU(),
                                           nn.Linear(aux_hidden, self.features_dim))

@@ -83,6 +83,27 @@ def test_bad_clip_obs_is_refused(clip):
         _model(clip_obs=clip)
 
 
+@pytest.mark.parametrize("scale", [0, -0.5, float("nan"), "0.5", None])
+def test_bad_obs_scale_is_refused(scale):
+    with pytest.raises(ValueError, match=r"scale must be a finite number > 0, got "):
+        _model(obs_scale=scale)
+
+
+def test_scale_sets_the_spread_after_the_clip():
+    space = spaces.Box(-np.inf, np.inf, (2,))
+    unit, half = ObservationNormalizer(space, clip_obs=3.0), ObservationNormalizer(
+        space, clip_obs=3.0, scale=0.5)
+    x = torch.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]])
+    for norm in (unit, half):
+        norm.rollout(x)
+        norm.update(x)
+    far = torch.tensor([[100.0, 3.0]])
+    torch.testing.assert_close(half.rollout(far), 0.5 * unit.rollout(far))
+    assert half.rollout(far)[0, 0] == 1.5  # clipped at 3 standard deviations, then scaled
+    torch.testing.assert_close(half.normalize(x).double().std(0, unbiased=False),
+                               torch.full((2,), 0.5, dtype=torch.float64), atol=1e-6, rtol=0)
+
+
 def test_normalize_obs_must_be_a_bool():
     with pytest.raises(TypeError, match="normalize_obs must be True or False, got 'yes'"):
         _model(normalize_obs="yes")
