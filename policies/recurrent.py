@@ -350,10 +350,12 @@ class GRSNPolicy(SpikingRecurrentPolicy):
       scale set by its threshold: on raw CartPole-P the pole angle stays within about +-0.1 rad
       and its changes were below what the spikes resolved; with standardised inputs GRSN's
       return there goes from 176 to 426 (6 seeds), and CartPole-V, Pendulum-P and
-      LunarLander-P/-V gain too (docs/RESULTS.md, "Version 0.4"). It cost the 15-step cue
-      recall, whose inputs are already +-1 indicators, 2 seeds of 10. With a ``VecNormalize``
-      env already, the policy's statistics stay near zero mean and unit variance, and
-      ``normalize_obs=False`` is the leaner choice.
+      LunarLander-P/-V gain too (docs/RESULTS.md, "Version 0.4"). It costs the 15-step cue
+      recall, whose inputs are already +-1 indicators (standardised: +-4), 5 seeds of 20
+      (0.3: 1 of 20); ``obs_scale=0.5`` keeps the recall (2 of 20) but loses most of the gain on
+      Pendulum-P, CartPole-V and LunarLander-V, so the default is VecNormalize's unit scale.
+      With a ``VecNormalize`` env already, the policy's statistics stay near zero mean and unit
+      variance, and ``normalize_obs=False`` is the leaner choice.
 
     ``readout="spikes", aux_loss=None, normalize_obs=False`` gives the earlier, purely spiking
     policy. Extra arguments on top of :class:`SpikingRecurrentPolicy`'s:
