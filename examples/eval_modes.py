@@ -79,7 +79,8 @@ def rollout(model, env, n_episodes: int, deterministic: bool) -> dict:
 def eval_one(task: str, policy: str, seed: int, quick: bool,
              timesteps: int | None = None) -> dict:
     """Train one (task, policy, seed) as reproduce.py does; evaluate it in both modes."""
-    model, cfg, curve, _, env_kwargs = train_one(task, policy, seed, quick, timesteps=timesteps)
+    model, cfg, curve, _, env_kwargs, _ = train_one(task, policy, seed, quick,
+                                                    timesteps=timesteps)
     last = [r for _, r in curve[-50:]]
     row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["n_timesteps"],
                train_last50=round(statistics.mean(last), 3) if last else "")

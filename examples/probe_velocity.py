@@ -150,7 +150,7 @@ def probe_one(task: str, policy: str, seed: int, quick: bool,
     if policy not in PROBE_POLICIES:
         raise ValueError(f"policy must be one of {PROBE_POLICIES} (a recurrent core), "
                          f"got {policy!r}")
-    model, cfg, _, _, env_kwargs = train_one(task, policy, seed, quick, timesteps=timesteps)
+    model, cfg, _, _, env_kwargs, _ = train_one(task, policy, seed, quick, timesteps=timesteps)
     env = policies.make_env(task, 4, seed + 30_000, **env_kwargs)
     data = collect(model, env, 300 if quick else 1500, VELOCITY_INDICES[task])
     env.close()

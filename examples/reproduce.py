@@ -47,6 +47,7 @@ from policies.training import (
     positive_int,
     run_matrix,
     set_threads,
+    smooth_curve,
 )
 
 # ------------------------------------------------------------------------------ reporting
@@ -118,15 +119,7 @@ def plots(rows: list[dict], out: str) -> list[str]:
                 continue
             horizon = min(c[-1, 0] for c in curves)
             grid = np.linspace(0, horizon, 50)
-            smoothed = []
-            for c in curves:
-                k = max(1, len(c) // 20)
-                # moving average over the samples that exist (no zero padding at the edges)
-                window = np.ones(k)
-                ret = (np.convolve(c[:, 1], window, mode="same")
-                       / np.convolve(np.ones(len(c)), window, mode="same"))
-                smoothed.append(np.interp(grid, c[:, 0], ret))
-            s = np.array(smoothed)
+            s = np.array([smooth_curve(c, grid) for c in curves])
             ax.plot(grid, s.mean(0), label=pol)
             ax.fill_between(grid, s.min(0), s.max(0), alpha=0.2)
         ax.set_title(task, fontsize=9)

@@ -51,7 +51,8 @@ __all__ = [
     "TASK_KWARGS", "Trained", "add_sweep_options", "add_threads_option", "append_row",
     "budget_conflict", "build_model", "check_sweep_options", "load_rows", "make_task_env",
     "needs_ray", "parse_kwargs", "positive_int", "run_all", "run_diagnostic", "run_matrix",
-    "run_one", "set_threads", "task_config", "train_one",
+    "run_one", "run_team", "set_threads", "smooth_curve", "TEAM_CSV_FIELDS", "task_config", "team_curve_path",
+    "train_one",
 ]
 
 #: policy name -> (algorithm, policy): the names every command line accepts
@@ -252,12 +253,16 @@ class CurveCallback(BaseCallback):
         super().__init__()
         self.marl = marl
         self.points: list[tuple[int, float]] = []
+        #: (timestep, 1.0 won / 0.0 not) per team episode whose env reports a win flag (SMAX)
+        self.wins: list[tuple[int, float]] = []
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos", [])
         if self.marl:
             for team in team_episodes(infos):
                 self.points.append((self.num_timesteps, float(team["r"])))
+                if "win" in team:
+                    self.wins.append((self.num_timesteps, float(team["win"])))
         else:
             for info in infos:
                 if "episode" in info:
@@ -270,7 +275,7 @@ def task_config(task: str, quick: bool, timesteps: int | None = None) -> dict:
     ``timesteps`` replaces the budget."""
     cfg = zoo.config_for(task)
     if quick:
-        if task in MARL_TASKS:
+        if _is_marl(task):
             cfg.update(n_timesteps=3000, n_copies=2, n_steps=64, batch_size=128)
         else:
             cfg.update(n_timesteps=2048, n_envs=4, n_steps=64, batch_size=128)
@@ -283,29 +288,44 @@ def _n_env_copies(cfg: dict) -> int:
     return cfg["n_copies"] if "n_copies" in cfg else cfg["n_envs"]
 
 
+def _is_marl(task: str) -> bool:
+    """Whether ``task`` is a PettingZoo task (one VecEnv row per agent, team returns)."""
+    return task in _MARL_ENVS
+
+
 class Trained(NamedTuple):
     """What :func:`train_one` returns: the trained model, the task's config, the training
-    episodes' ``(timestep, return)`` points, the training speed, and the env arguments used."""
+    episodes' ``(timestep, return)`` points, the training speed, the env arguments used, and
+    the training team episodes' ``(timestep, won)`` points (empty without a win flag)."""
 
     model: Any
     cfg: dict
     curve: list
     steps_per_s: float
     env_kwargs: dict
+    wins: list
 
 
 def train_one(task: str, policy: str, seed: int, quick: bool,
               policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
-              timesteps: int | None = None) -> Trained:
+              timesteps: int | None = None, centralised_critic: bool = False) -> Trained:
     """Train one (task, policy, seed) with the table's config; ``policy_kwargs`` /
-    ``env_kwargs`` (POMDP tasks only) change it, ``timesteps`` replaces the budget."""
-    marl = task in MARL_TASKS
+    ``env_kwargs`` (POMDP tasks only) change it, ``timesteps`` replaces the budget;
+    ``centralised_critic`` (PettingZoo tasks, recurrent policies): the policy gets a
+    training-only critic that also reads the copy's joint observation
+    (:class:`policies.marl.VecCentralState`)."""
+    marl = _is_marl(task)
     if marl and (policy_kwargs or env_kwargs):
         raise ValueError("policy_kwargs / env_kwargs are supported for the POMDP tasks only")
+    if centralised_critic and POLICIES.get(policy, (None,))[0] is not RecurrentPPO:
+        raise ValueError(f"centralised_critic is an option of the recurrent policies, not of "
+                         f"{policy!r}")
     env_kwargs = {**TASK_KWARGS.get(task, {}), **(env_kwargs or {})}
     cfg = task_config(task, quick, timesteps)
     torch.manual_seed(seed)
-    env = make_task_env(task, _n_env_copies(cfg), seed, **env_kwargs)
+    env = make_task_env(task, _n_env_copies(cfg), seed, centralised_critic, **env_kwargs)
+    if centralised_critic:
+        policy_kwargs = dict(centralised_critic=True)
     model = build_model(policy, env, cfg, seed, "cpu", policy_kwargs=policy_kwargs)
     curve = CurveCallback(marl)
     t0 = time.time()
@@ -313,14 +333,17 @@ def train_one(task: str, policy: str, seed: int, quick: bool,
     # learn() runs whole rollouts: model.num_timesteps is what ran (>= the budget)
     sps = model.num_timesteps / (time.time() - t0)
     env.close()
-    return Trained(model, cfg, curve.points, sps, env_kwargs)
+    return Trained(model, cfg, curve.points, sps, env_kwargs, curve.wins)
 
 
-def energy_of(model, task: str, seed: int, env_kwargs: dict) -> dict:
-    """Energy per decision from real rollout observations of the trained model."""
+def energy_of(model, task: str, seed: int, env_kwargs: dict,
+              centralised_critic: bool = False) -> dict:
+    """Energy per decision (of the deployed actor) from real rollout observations of the
+    trained model; ``centralised_critic``: the model reads :class:`VecCentralState`'s dicts."""
     from . import energy
 
-    env = make_task_env(task, 2 if task in MARL_TASKS else 4, seed + 20_000, **env_kwargs)
+    env = make_task_env(task, 2 if _is_marl(task) else 4, seed + 20_000, centralised_critic,
+                        **env_kwargs)
     obs, starts = energy.collect_observations(model, env, n_steps=128)
     report = energy.estimate_energy(model.policy, obs, starts)
     env.close()
@@ -339,9 +362,9 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
     ``policy_kwargs`` / ``env_kwargs`` (POMDP tasks only) change the configuration, as
     ``examples/levers.py`` does; ``timesteps`` replaces the table's budget.
     """
-    marl = task in MARL_TASKS
-    model, cfg, points, sps, env_kwargs = train_one(task, policy, seed, quick, policy_kwargs,
-                                                    env_kwargs, timesteps)
+    marl = _is_marl(task)
+    model, cfg, points, sps, env_kwargs, _ = train_one(task, policy, seed, quick, policy_kwargs,
+                                                       env_kwargs, timesteps)
     spiking = hasattr(model.policy, "cores")
     if spiking:
         model.policy.lstm_actor.reset_firing_stats()
@@ -362,6 +385,73 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
     with open(os.path.join(out, "curves", f"{task}_{name or policy}_{seed}.json"), "w") as f:
         json.dump(points, f)
     return row
+
+
+#: the columns of a team-task sweep's CSV (:func:`run_team`; ``examples/sweep_marl.py``)
+TEAM_CSV_FIELDS = ["task", "policy", "critic", "seed", "timesteps", "eval_episodes",
+                   "eval_return", "eval_std", "win_rate", "steps_per_s", "firing_rate",
+                   "energy_agent_nj", "energy_core_nj", "macs_agent", "acs_agent"]
+
+
+def team_curve_path(out: str, task: str, policy: str, critic: bool, seed: int) -> str:
+    """Where :func:`run_team` writes a run's learning curve (JSON ``{"return": [[t, r], ...],
+    "win": [[t, won], ...]}``)."""
+    name = f"{task}_{policy}{'_cc' if critic else ''}_{seed}.json"
+    return os.path.join(out, "curves", name)
+
+
+def run_team(task: str, policy: str, seed: int, out: str, critic: bool = False,
+             timesteps: int | None = None, eval_episodes: int = 32,
+             quick: bool = False) -> dict:
+    """Train, evaluate and measure one parameter-shared run of a PettingZoo task (spread-PO,
+    the SMAX maps, ...); returns its CSV row (:data:`TEAM_CSV_FIELDS`) and writes its learning
+    curve (:func:`team_curve_path`).
+
+    ``critic``: train with the centralised critic (:func:`train_one`'s
+    ``centralised_critic``; recurrent policies only). The evaluation plays ``eval_episodes``
+    team episodes with deterministic actions on copies seeded ``seed + 10_000``
+    (:func:`policies.marl.evaluate_team`): the mean and std of the team return, and the win
+    rate where the env reports a win flag (empty otherwise). Energy per decision is the
+    deployed actor's (:func:`energy_of`), the same with or without the critic.
+    """
+    if not _is_marl(task):
+        raise ValueError(f"run_team runs the PettingZoo tasks {sorted(_MARL_ENVS)}, got {task!r}; "
+                         f"for a gymnasium task use run_one")
+    critic = bool(critic)
+    model, cfg, points, sps, env_kwargs, wins = train_one(
+        task, policy, seed, quick, timesteps=timesteps, centralised_critic=critic)
+    spiking = hasattr(model.policy, "cores")
+    if spiking:
+        model.policy.lstm_actor.reset_firing_stats()
+    eval_env = make_task_env(task, _n_env_copies(cfg), seed + 10_000, critic)
+    result = evaluate_team(model, eval_env, eval_episodes)
+    eval_env.close()
+    rate = model.policy.lstm_actor.firing_rate() if spiking else float("nan")
+    row = dict(task=task, policy=policy, critic=int(critic), seed=seed,
+               timesteps=cfg["n_timesteps"], eval_episodes=len(result.episodes),
+               eval_return=round(float(result.mean), 3), eval_std=round(float(result.std), 3),
+               win_rate="" if result.win_rate is None else round(result.win_rate, 4),
+               steps_per_s=round(sps, 1), firing_rate=round(rate, 4))
+    row.update(energy_of(model, task, seed, env_kwargs, critic))
+    path = team_curve_path(out, task, policy, critic, seed)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"return": points, "win": wins}, f)
+    return row
+
+
+def smooth_curve(points: Sequence[Sequence[float]], grid: Any) -> Any:
+    """A learning curve's ``(timestep, value)`` points as a moving average over about a
+    twentieth of them (over the samples that exist: no zero padding at the edges), read off at
+    the timesteps ``grid`` (a numpy array): what the sweeps' learning-curve plots draw."""
+    import numpy as np
+
+    c = np.asarray(points, dtype=float)
+    k = max(1, len(c) // 20)
+    window = np.ones(k)
+    avg = np.convolve(c[:, 1], window, mode="same") / np.convolve(np.ones(len(c)), window,
+                                                                  mode="same")
+    return np.interp(grid, c[:, 0], avg)
 
 
 # ------------------------------------------------------------------------------ many runs

@@ -13,6 +13,7 @@ from policies import training, zoo
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 
 import reproduce  # noqa: E402
+import sweep_marl  # noqa: E402
 import train_marl  # noqa: E402
 import train_pomdp  # noqa: E402
 import quick_levers  # noqa: E402
@@ -235,6 +236,42 @@ def test_reproduce_runs_jobs_as_ray_tasks(tmp_path):
         reproduce.main(["--jobs", "0", "--out", out])
 
 
+def test_sweep_marl_quick_runs_with_and_without_the_critic_and_resumes(tmp_path):
+    import csv
+    import json
+
+    out = str(tmp_path / "sw")
+    args = ["--quick", "--envs", "spread-PO", "--policies", "gru", "mlp", "--out", out]
+    assert sweep_marl.main(args) == 0
+    rows = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
+    # the MLP has no centralised-critic variant; the recurrent policy runs both
+    assert [(r["policy"], r["critic"]) for r in rows] == [("gru", "0"), ("gru", "1"),
+                                                          ("mlp", "0")]
+    for r in rows:
+        assert r["eval_episodes"] == "4" and float(r["eval_return"]) < 0
+        assert r["win_rate"] == ""  # spread-PO reports no win flag
+        assert float(r["energy_agent_nj"]) > 0
+    # the deployed actor is the same network with or without the training-only critic
+    assert rows[0]["macs_agent"] == rows[1]["macs_agent"]
+    with open(training.team_curve_path(out, "spread-PO", "gru", True, 0)) as f:
+        curve = json.load(f)
+    assert curve["return"] and curve["win"] == []
+    summary = open(os.path.join(out, "summary.md")).read()
+    assert "| spread-PO | gru + central critic | 1 | – |" in summary
+    assert os.path.getsize(os.path.join(out, "learning_curves.png")) > 0
+    assert sweep_marl.main(args) == 0  # resumes: nothing new to run
+    assert len(list(csv.DictReader(open(os.path.join(out, "results.csv"))))) == 3
+
+
+def test_run_team_and_train_one_refuse_what_they_cannot_run(tmp_path):
+    with pytest.raises(ValueError, match="run_team runs the PettingZoo tasks"):
+        training.run_team("CartPole-P-v0", "grsn", 0, str(tmp_path), quick=True)
+    with pytest.raises(ValueError, match="centralised_critic is an option of the recurrent"):
+        training.train_one("spread-PO", "mlp", 0, True, centralised_critic=True)
+    with pytest.raises(ValueError, match="centralised_critic needs a multi-agent task"):
+        training.train_one("CartPole-P-v0", "grsn", 0, True, centralised_critic=True)
+
+
 def test_sweep_clis_without_ray_refuse_parallel_runs_naming_the_extra(tmp_path, monkeypatch,
                                                                      capsys):
     import levers
@@ -243,6 +280,7 @@ def test_sweep_clis_without_ray_refuse_parallel_runs_naming_the_extra(tmp_path, 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     out = str(tmp_path / "r")
     for main, args in ((reproduce.main, ["--quick", "--jobs", "2", "--out", out]),
+                       (sweep_marl.main, ["--quick", "--jobs", "2", "--out", out]),
                        (levers.main, ["--quick", "--address", "auto", "--out", out]),
                        (memory_gap.main, ["--jobs", "2", "--csv", out + "/m.csv"])):
         with pytest.raises(SystemExit) as info:
