@@ -7,7 +7,9 @@ resuming from the CSV).
   config of :mod:`policies.zoo` (or any dict in its shape).
 - :func:`set_threads`: torch, numba (if installed) and the BLAS / OpenMP environment variables.
 - :func:`parse_kwargs`: ``key=value`` strings of a command line into a dict of literals.
-- :func:`train_one`, :func:`run_one`: one run of the protocol; :func:`run_matrix`: many, as CSV
+- :func:`train_one`, :func:`run_one`: one run of the protocol; :func:`run_team`: one
+  parameter-shared run of a team task (win rate, centralised critic; ``examples/sweep_marl.py``);
+  :func:`run_matrix`: many, as CSV
   rows, skipping the rows the CSV already holds (:func:`run_all` under it runs them in this
   process, or as Ray tasks on this machine or a Ray cluster: the extra ``sweep``).
 - :class:`Diagnostic`, :func:`run_diagnostic`: the command line of a per-run study built on
