@@ -26,12 +26,11 @@ from spikingjelly.activation_based import surrogate
 from policies.training import (
     CSV_FIELDS,
     POMDP_TASKS,
-    JobsFailed,
     add_sweep_options,
     add_threads_option,
     check_sweep_options,
     load_rows,
-    run_matrix,
+    run_jobs,
     run_one,
     set_threads,
 )
@@ -123,15 +122,9 @@ def main(argv=None) -> int:
 
     jobs = [dict(lever=lever, task=args.env, seed=seed, quick=args.quick, out=out)
             for lever in args.levers for seed in args.seeds]
-    failed = None
-    try:
-        for _, row, secs in run_matrix(path, jobs, FIELDS, ("lever", "task", "seed"),
-                                       fn=run_lever, n_parallel=args.jobs, threads=args.threads,
-                                       address=args.address):
-            print(f"{row['lever']:<24} seed {row['seed']}: return {row['eval_return']:9.1f} "
-                  f"({secs:.0f} s)", flush=True)
-    except JobsFailed as err:  # the finished levers' rows are in the CSV
-        failed = err
+    failed = run_jobs(path, jobs, FIELDS, ("lever", "task", "seed"), run_lever, args,
+                      lambda row: f"{row['lever']:<24} seed {row['seed']}: return "
+                                  f"{row['eval_return']:9.1f}")
 
     rows = [r for r in load_rows(path) if r["task"] == args.env]
     text = table(rows)

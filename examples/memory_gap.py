@@ -26,7 +26,6 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 import policies
 from policies.training import (
-    JobsFailed,
     add_kwargs_option,
     add_sweep_options,
     add_threads_option,
@@ -34,7 +33,7 @@ from policies.training import (
     check_sweep_options,
     load_rows,
     positive_int,
-    run_matrix,
+    run_jobs,
     set_threads,
 )
 
@@ -88,16 +87,10 @@ def main(argv=None) -> int:
     jobs = [dict(policy=policy, tag=args.tag if policy == "grsn" else "lstm", gap=gap,
                  seed=seed, timesteps=args.timesteps, grsn_kwargs=grsn_kwargs)
             for policy in args.policies for gap in args.gaps for seed in args.seeds]
-    failed = None
-    try:
-        for _, row, _ in run_matrix(args.csv, jobs, FIELDS,
-                                    ("policy", "tag", "gap", "seed", "timesteps"), fn=run_one,
-                                    n_parallel=args.jobs, threads=args.threads,
-                                    address=args.address):
-            print(f"{row['policy']:>5} [{row['tag']}] k={row['gap']:<3} seed={row['seed']} "
-                  f"return={row['return']:+.2f} ({row['seconds']:.0f} s)", flush=True)
-    except JobsFailed as err:  # the finished runs' rows are in the CSV
-        failed = err
+    failed = run_jobs(args.csv, jobs, FIELDS, ("policy", "tag", "gap", "seed", "timesteps"),
+                      run_one, args,
+                      lambda row: f"{row['policy']:>5} [{row['tag']}] k={row['gap']:<3} "
+                                  f"seed={row['seed']} return={row['return']:+.2f}")
 
     rows = [r for r in load_rows(args.csv) if int(r["timesteps"]) == args.timesteps]
     table: dict = {}

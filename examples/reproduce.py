@@ -29,7 +29,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -38,14 +37,14 @@ from policies.training import (
     MARL_TASKS,
     POLICIES,
     POMDP_TASKS,
-    JobsFailed,
     add_sweep_options,
     add_threads_option,
     budget_conflict,
     check_sweep_options,
     load_rows,
     positive_int,
-    run_matrix,
+    run_jobs,
+    run_one,
     set_threads,
     smooth_curve,
 )
@@ -192,17 +191,10 @@ def main(argv=None) -> int:
         jobs = [dict(task=task, policy=policy, seed=seed, quick=args.quick, out=out,
                      timesteps=args.timesteps)
                 for task in args.tasks for policy in args.policies for seed in seeds]
-        t_start = time.time()
-        try:
-            for _, row, secs in run_matrix(path, jobs, CSV_FIELDS, ("task", "policy", "seed"),
-                                           n_parallel=args.jobs, threads=args.threads,
-                                           address=args.address):
-                print(f"{row['task']:<17} {row['policy']:<6} seed {row['seed']}: return "
-                      f"{row['eval_return']:9.1f}  {row['energy_agent_nj']:8.2f} nJ/decision  "
-                      f"({secs:.0f} s)", flush=True)
-        except JobsFailed as err:
-            failed = err
-        print(f"wall time {time.time() - t_start:.0f} s")
+        failed = run_jobs(path, jobs, CSV_FIELDS, ("task", "policy", "seed"), run_one, args,
+                          lambda row: f"{row['task']:<17} {row['policy']:<6} seed {row['seed']}: "
+                                      f"return {row['eval_return']:9.1f}  "
+                                      f"{row['energy_agent_nj']:8.2f} nJ/decision ")
 
     rows = load_rows(path)
     if not rows:

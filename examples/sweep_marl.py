@@ -24,21 +24,19 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
 from policies.training import (
     POLICIES,
     TEAM_CSV_FIELDS,
-    JobsFailed,
     add_sweep_options,
     add_threads_option,
     budget_conflict,
     check_sweep_options,
     load_rows,
     positive_int,
-    run_matrix,
+    run_jobs,
     run_team,
     set_threads,
     smooth_curve,
@@ -132,6 +130,14 @@ def plots(rows: list[dict], out: str) -> str:
     return path
 
 
+def describe(row: dict) -> str:
+    """The line printed when a run finishes."""
+    win = f"win {row['win_rate']:.2f}, " if row["win_rate"] != "" else ""
+    return (f"{row['task']:<14} {_label(row['policy'], row['critic']):<22} seed {row['seed']}: "
+            f"{win}team return {row['eval_return']:.2f}  {row['energy_agent_nj']:.1f} "
+            f"nJ/decision ")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,19 +179,8 @@ def main(argv=None) -> int:
                 for critic in (CRITICS[args.critic] if pol != "mlp" else [0])
                 if pol != "mlp" or args.critic != "with"
                 for seed in seeds]
-        t_start = time.time()
-        try:
-            for _, row, secs in run_matrix(path, jobs, TEAM_CSV_FIELDS,
-                                           ("task", "policy", "critic", "seed"), fn=run_team,
-                                           n_parallel=args.jobs, threads=args.threads,
-                                           address=args.address):
-                win = f"win {row['win_rate']:.2f}, " if row["win_rate"] != "" else ""
-                print(f"{row['task']:<14} {_label(row['policy'], row['critic']):<22} seed "
-                      f"{row['seed']}: {win}team return {row['eval_return']:.2f}  "
-                      f"{row['energy_agent_nj']:.1f} nJ/decision  ({secs:.0f} s)", flush=True)
-        except JobsFailed as err:
-            failed = err
-        print(f"wall time {time.time() - t_start:.0f} s")
+        failed = run_jobs(path, jobs, TEAM_CSV_FIELDS, ("task", "policy", "critic", "seed"),
+                          run_team, args, describe)
 
     rows = load_rows(path)
     if not rows:

@@ -53,7 +53,7 @@ __all__ = [
     "TASK_KWARGS", "Trained", "add_sweep_options", "add_threads_option", "append_row",
     "budget_conflict", "build_model", "check_sweep_options", "load_rows", "make_task_env",
     "needs_ray", "parse_kwargs", "positive_int", "run_all", "run_diagnostic", "run_matrix",
-    "run_one", "run_team", "set_threads", "smooth_curve", "TEAM_CSV_FIELDS", "task_config", "team_curve_path",
+    "run_jobs", "run_one", "run_team", "set_threads", "smooth_curve", "TEAM_CSV_FIELDS", "task_config", "team_curve_path",
     "train_one",
 ]
 
@@ -626,6 +626,26 @@ def run_matrix(path: str, jobs: list[dict], fields: list[str], key: Sequence[str
         yield job, row, secs
 
 
+def run_jobs(path: str, jobs: list[dict], fields: list[str], key: Sequence[str],
+             fn: Callable[..., dict], args: argparse.Namespace,
+             describe: Callable[[dict], str]) -> JobsFailed | None:
+    """A sweep command line's run loop: :func:`run_matrix` with the command's ``--jobs``,
+    ``--threads`` and ``--address`` (``args``), printing ``describe(row)`` and the run's seconds
+    as each run finishes and the wall time at the end. Returns the :class:`JobsFailed` of the
+    runs that failed (their message for the end of the command, which then exits 1), or
+    ``None``; the finished runs' rows are in the CSV either way."""
+    t_start = time.time()
+    failed = None
+    try:
+        for _, row, secs in run_matrix(path, jobs, fields, key, fn=fn, n_parallel=args.jobs,
+                                       threads=args.threads, address=args.address):
+            print(f"{describe(row)} ({secs:.0f} s)", flush=True)
+    except JobsFailed as err:
+        failed = err
+    print(f"wall time {time.time() - t_start:.0f} s")
+    return failed
+
+
 def budget_conflict(rows: list[dict], path: str, task: str, quick: bool,
                     timesteps: int | None) -> str | None:
     """The error message when the CSV ``path`` (read into ``rows``) holds ``task`` runs of
@@ -682,17 +702,8 @@ def run_diagnostic(diag: Diagnostic, argv, description: str) -> int:
     seeds = args.seeds[:1] if args.quick else args.seeds
     jobs = [dict(task=args.env, policy=pol, seed=seed, quick=args.quick, timesteps=args.timesteps)
             for pol in args.policies for seed in seeds]
-    t_start = time.time()
-    try:
-        for _, row, secs in run_matrix(path, jobs, diag.fields, ("task", "policy", "seed"),
-                                       fn=diag.fn, n_parallel=args.jobs, threads=args.threads,
-                                       address=args.address):
-            print(f"{diag.describe(row)} ({secs:.0f} s)", flush=True)
-    except JobsFailed as err:
-        failed = err
-    else:
-        failed = None
-    print(f"wall time {time.time() - t_start:.0f} s")
+    failed = run_jobs(path, jobs, diag.fields, ("task", "policy", "seed"), diag.fn, args,
+                      diag.describe)
     rows = load_rows(path)
     if rows:
         table = diag.summary(rows)
