@@ -13,7 +13,8 @@ maps; needs pip install 'grsn_sj[smax]'; the win rate is printed too). Policies:
 (GRSNPolicy), lif (LIF under TAP), notap (spiking without TAP), lstm (MlpLstmPolicy), gru, mlp
 (PPO, no memory).
 ``--centralised-critic`` gives a recurrent policy a training-only critic that also reads the
-copy's joint observation (MAPPO style); the deployed actor is unchanged.
+copy's joint observation, or with ``--central-state env`` the env's own global state (SMAX's
+world state; MAPPO style); the deployed actor is unchanged.
 At the end the script prints the team return (sum over agents and steps of an episode), mean +-
 std over evaluation episodes with deterministic actions, and saves the model. Anchors measured
 for spread-PO before this project (100 episodes): uniform random -77.3; PPO-MLP after 1.5M
@@ -58,11 +59,18 @@ def main(argv=None) -> int:
     p.add_argument("--centralised-critic", action="store_true",
                    help="a training-only critic that also reads the copy's joint observation "
                         "(MAPPO style; policies.marl.VecCentralState); recurrent policies only")
+    p.add_argument("--central-state", default="joint_obs", choices=["joint_obs", "env"],
+                   help="what the centralised critic reads besides the agent's observation: "
+                        "the copy's joint observation (default) or the env's own global state "
+                        "(state(); SMAX's world state)")
     add_threads_option(p)
     args = p.parse_args(argv)
     if args.centralised_critic and args.policy == "mlp":
         p.error("--centralised-critic is an option of the recurrent policies (grsn, lif, notap, "
                 "lstm, gru), not of the PPO MLP")
+    if args.central_state != "joint_obs" and not args.centralised_critic:
+        p.error("--central-state chooses what the centralised critic reads: add "
+                "--centralised-critic")
     set_threads(args.threads)
     cfg = config_for(args.env)
     if args.timesteps is not None:
@@ -72,7 +80,8 @@ def main(argv=None) -> int:
     args.timesteps, args.copies = cfg["n_timesteps"], cfg["n_copies"]
 
     central = args.centralised_critic
-    venv = make_task_env(args.env, args.copies, args.seed, centralised_critic=central)
+    venv = make_task_env(args.env, args.copies, args.seed, centralised_critic=central,
+                         central_state=args.central_state)
     model = build_model(args.policy, venv, cfg, args.seed, args.device, args.tensorboard,
                         policy_kwargs=dict(centralised_critic=True) if central else None)
     print(f"training {args.policy} on {args.env}: {venv.num_envs} rows ({args.copies} copies), "
@@ -83,7 +92,7 @@ def main(argv=None) -> int:
                 progress_bar=not args.no_progress_bar)
     train_time = time.time() - t0
     eval_venv = make_task_env(args.env, args.copies, args.seed + 10_000,
-                              centralised_critic=central)
+                              centralised_critic=central, central_state=args.central_state)
     result = evaluate_team(model, eval_venv, args.eval_episodes)
     wins = "" if result.win_rate is None else f", win rate {result.win_rate:.2f}"
     print(f"\n{args.policy} on {args.env}: team return {result.mean:.1f} +- {result.std:.1f}"

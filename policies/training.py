@@ -123,20 +123,26 @@ def build_model(policy_name: str, env, cfg: dict, seed: int, device: str = "auto
 
 
 def make_task_env(task: str, n: int, seed: int, centralised_critic: bool = False,
-                  **env_kwargs):
+                  central_state: str = "joint_obs", **env_kwargs):
     """The VecEnv of a task: ``n`` Monitor-wrapped copies of a gymnasium id
     (:func:`policies.make_env`), or for a PettingZoo task of ``_MARL_ENVS`` a
     :class:`policies.PettingZooVecEnv` of ``n`` copies (one row per agent), seeded;
-    ``centralised_critic``: wrapped in :class:`policies.marl.VecCentralState` (the observations
-    a policy with ``centralised_critic=True`` reads; PettingZoo tasks only)."""
+    ``centralised_critic``: wrapped in :class:`policies.marl.VecCentralState` with
+    ``state=central_state`` (the observations a policy with ``centralised_critic=True`` reads;
+    PettingZoo tasks only; ``"env"``: the env's own global state, e.g. SMAX's world state)."""
+    if central_state != "joint_obs" and not centralised_critic:
+        raise ValueError(f"central_state={central_state!r} is what a centralised critic reads: "
+                         f"pass centralised_critic=True too")
     if task in _MARL_ENVS:
         if env_kwargs:
             raise ValueError(f"env_kwargs are supported for the gymnasium tasks only, got "
                              f"{env_kwargs!r} for {task!r}")
         spec = _MARL_ENVS[task]
-        venv = PettingZooVecEnv(spec["env_fn"], n, agent_id=spec["agent_id"])
+        env_state = centralised_critic and central_state == "env"
+        venv = PettingZooVecEnv(spec["env_fn"], n, agent_id=spec["agent_id"],
+                                env_state=env_state)
         venv.seed(seed)
-        return VecCentralState(venv) if centralised_critic else venv
+        return VecCentralState(venv, central_state) if centralised_critic else venv
     if centralised_critic:
         raise ValueError(f"centralised_critic needs a multi-agent task (one of "
                          f"{sorted(_MARL_ENVS)}), got {task!r}")

@@ -11,10 +11,11 @@ from stable_baselines3.common.torch_layers import NatureCNN
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 import policies
+from policies import training
 from policies.central import KeysExtractor
 from policies.marl import PettingZooVecEnv, VecCentralState, evaluate_team, make_spread_po
 
-from .test_marl import _one_torch_thread, expected_obs, toy  # noqa: F401 (autouse fixture)
+from .test_marl import ToyEnv, _one_torch_thread, expected_obs, toy  # noqa: F401 (autouse)
 
 POLICY_CLASSES = [policies.GRSNPolicy, policies.LIFPolicy, policies.LSTMPolicy,
                   policies.GRUPolicy]
@@ -52,6 +53,78 @@ def test_state_of_a_departed_agent_row_is_zero():
     obs, _, _, _ = venv.step(np.zeros(2, dtype=int))
     np.testing.assert_array_equal(obs["state"][0], np.concatenate([expected_obs(0, 2),
                                                                    np.zeros(2)]))
+
+
+class StateToy(ToyEnv):
+    """ToyEnv with a global state: ``state()`` is ``[t, 50 + t, -t]`` (``state_shape`` wrong
+    shapes it on purpose)."""
+
+    def __init__(self, state_shape=(3,), **kw):
+        super().__init__(**kw)
+        self.state_space = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+        self._state_shape = state_shape
+
+    def state(self):
+        return np.resize(np.array([self.t, 50.0 + self.t, -self.t], np.float32),
+                         self._state_shape)
+
+
+def _toy_state(t):
+    return np.array([t, 50.0 + t, -t], np.float32)
+
+
+@pytest.mark.parametrize("subprocess", [False, True])
+def test_env_state_is_the_env_s_global_state_with_its_terminal_state(subprocess):
+    import functools
+
+    venv = VecCentralState(PettingZooVecEnv(functools.partial(StateToy, max_cycles=2), 2,
+                                            env_state=True, subprocess=subprocess), state="env")
+    assert venv.observation_space["state"] == StateToy().state_space
+    obs = venv.reset()
+    for row in range(4):
+        np.testing.assert_array_equal(obs["obs"][row], expected_obs(row % 2, 0))
+        np.testing.assert_array_equal(obs["state"][row], _toy_state(0))
+    obs, _, dones, _ = venv.step(np.zeros(4, dtype=int))
+    assert not dones.any()
+    np.testing.assert_array_equal(obs["state"], np.tile(_toy_state(1), (4, 1)))
+    obs, _, dones, infos = venv.step(np.zeros(4, dtype=int))  # truncation, auto-reset
+    assert dones.all()
+    for row, info in enumerate(infos):
+        np.testing.assert_array_equal(info["terminal_observation"]["obs"],
+                                      expected_obs(row % 2, 2))
+        np.testing.assert_array_equal(info["terminal_observation"]["state"], _toy_state(2))
+        np.testing.assert_array_equal(obs["state"][row], _toy_state(0))  # the new episode's
+    venv.close()
+
+
+def test_env_state_errors_name_the_fix():
+    with pytest.raises(TypeError, match="env_state=True needs a ParallelEnv with a global "
+                                        "state.*ToyEnv"):
+        PettingZooVecEnv(toy(), 1, env_state=True)
+    with pytest.raises(TypeError, match="env_state must be a bool, got 'yes'"):
+        PettingZooVecEnv(StateToy, 1, env_state="yes")
+    with pytest.raises(ValueError, match=r"build it with PettingZooVecEnv\(\.\.\., "
+                                         r"env_state=True\)"):
+        VecCentralState(PettingZooVecEnv(StateToy, 1), state="env")
+    with pytest.raises(ValueError, match="state must be one of .*'joint_obs', 'env'.*'world'"):
+        VecCentralState(PettingZooVecEnv(StateToy, 1), state="world")
+    venv = PettingZooVecEnv(lambda: StateToy(state_shape=(4,)), 1, env_state=True)
+    with pytest.raises(ValueError, match=r"state\(\) returned shape \(4,\), its state_space "
+                                         r"has shape \(3,\)"):
+        venv.reset()
+    with pytest.raises(ValueError, match="pass centralised_critic=True too"):
+        training.make_task_env("spread-PO", 1, 0, central_state="env")
+
+
+def test_a_centralised_critic_trains_on_the_env_state():
+    venv = training.make_task_env("spread-PO", 2, 0, centralised_critic=True,
+                                           central_state="env")
+    state_dim = venv.observation_space["state"].shape[0]
+    assert state_dim == venv.venv.state_space.shape[0] == 36  # mpe2's state(), not 3 x 12
+    model = _model(policies.GRSNPolicy, venv)
+    model.learn(48)
+    assert model.policy.vf_features_extractor.features_dim == 12 + state_dim
+    venv.close()
 
 
 def test_wrapper_refuses_other_vec_envs():

@@ -170,6 +170,27 @@ def test_recurrent_ppo_learns_through_the_adapter(tmp_path):
     venv.close()
 
 
+def test_the_centralised_critic_can_read_smax_s_world_state():
+    from policies.marl import VecCentralState
+
+    venv = VecCentralState(PettingZooVecEnv(lambda: make_smax("2s3z"), n_copies=2,
+                                            env_state=True), state="env")
+    world = make_smax("2s3z").state_space
+    assert venv.observation_space["state"] == world
+    venv.seed(3)
+    obs = venv.reset()
+    assert obs["state"].shape == (10,) + world.shape
+    for c in range(2):  # every row of a copy: its copy's own world state
+        np.testing.assert_array_equal(obs["state"][5 * c:5 * c + 5],
+                                      np.tile(venv.venv.env_method("state", indices=[5 * c])[0],
+                                              (5, 1)))
+    assert not np.array_equal(obs["state"][0], obs["state"][5])  # copies seeded 3 and 4
+    for _ in range(3):
+        obs, _, _, _ = venv.step(np.full(10, STOP))
+    np.testing.assert_array_equal(obs["state"][0], venv.venv.env_method("state", indices=[0])[0])
+    venv.close()
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match=r"unknown SMAX map '2s3x'.*'2s3z'"):
         make_smax("2s3x")
@@ -190,6 +211,7 @@ def test_train_marl_cli_on_smax_with_a_centralised_critic(tmp_path, capsys):
     spec.loader.exec_module(train_marl)
     rc = train_marl.main(["--env", "smax-3s_vs_5z", "--policy", "grsn", "--timesteps", "96",
                           "--copies", "1", "--eval-episodes", "1", "--no-progress-bar",
-                          "--centralised-critic", "--save", str(tmp_path / "m")])
+                          "--centralised-critic", "--central-state", "env",
+                          "--save", str(tmp_path / "m")])
     line = next(x for x in capsys.readouterr().out.splitlines() if "team return" in x)
     assert rc == 0 and "win rate" in line and "over 1 episodes, deterministic" in line

@@ -11,7 +11,8 @@ Public names
 * :class:`~policies.callbacks.TeamMetricsCallback` -- logs ``team/return_mean``,
   ``team/ep_len_mean``, ``team/win_rate`` from the adapter's per-copy ``info["team_episode"]``.
 * :class:`VecCentralState` -- wraps the adapter so each row also sees its copy's joint
-  observation (``{"obs", "state"}``), for a centralised, training-only critic
+  observation, or the env's own global state (``state="env"`` with the adapter's
+  ``env_state=True``), as ``{"obs", "state"}``, for a centralised, training-only critic
   (``policy_kwargs=dict(centralised_critic=True)``; :mod:`policies.central`).
 * :func:`make_spread_po` -- partially observed mpe2 ``simple_spread_v3`` (cooperative, N agents).
 * :func:`make_speaker_listener` -- mpe2 ``simple_speaker_listener_v4`` (heterogeneous agents).

@@ -26,14 +26,14 @@ class _RemoteTraceback(Exception):
 
 
 def _worker(remote: Any, parent_remote: Any, env_fn_wrapper: CloudpickleWrapper,
-            copy_index: int, dead_agents: str, agent_id: bool | str) -> None:
+            copy_index: int, dead_agents: str, agent_id: bool | str, env_state: bool) -> None:
     """Subprocess loop: one copy, commands ``(cmd, data)`` in, ``(ok, payload)`` out."""
     import cloudpickle
 
     parent_remote.close()
     runner: _CopyRunner | None = None
     try:
-        runner = _CopyRunner(env_fn_wrapper.var(), copy_index, dead_agents, agent_id)
+        runner = _CopyRunner(env_fn_wrapper.var(), copy_index, dead_agents, agent_id, env_state)
         remote.send((True, None))
     except Exception as exc:  # report construction errors to the parent
         remote.send((False, _picklable(exc, cloudpickle), traceback.format_exc()))
@@ -97,7 +97,7 @@ class _LocalBackend:
     """Copies in this process; commands run when their result is received."""
 
     def __init__(self, env_fn: Callable[[], Any], n_copies: int, dead_agents: str,
-                 agent_id: bool | str) -> None:
+                 agent_id: bool | str, env_state: bool) -> None:
         self.runners: list[_CopyRunner] = []
         try:
             for i in range(n_copies):
@@ -105,7 +105,7 @@ class _LocalBackend:
                 if any(env is runner.env for runner in self.runners):
                     raise ValueError("env_fn returned the same ParallelEnv instance twice; it must "
                                      "create a new environment at every call")
-                self.runners.append(_CopyRunner(env, i, dead_agents, agent_id))
+                self.runners.append(_CopyRunner(env, i, dead_agents, agent_id, env_state))
         except BaseException:
             self.close()
             raise
@@ -133,7 +133,7 @@ class _SubprocBackend:
     """One daemon process per copy, talking over a ``Pipe``."""
 
     def __init__(self, env_fn: Callable[[], Any], n_copies: int, dead_agents: str,
-                 agent_id: bool | str, start_method: str | None) -> None:
+                 agent_id: bool | str, env_state: bool, start_method: str | None) -> None:
         if start_method is None:
             start_method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         if start_method not in mp.get_all_start_methods():
@@ -146,7 +146,8 @@ class _SubprocBackend:
         wrapped = CloudpickleWrapper(env_fn)
         for i, (remote, work_remote) in enumerate(pipes):
             process = ctx.Process(target=_worker,
-                                  args=(work_remote, remote, wrapped, i, dead_agents, agent_id),
+                                  args=(work_remote, remote, wrapped, i, dead_agents, agent_id,
+                                        env_state),
                                   daemon=True)
             process.start()
             self.processes.append(process)

@@ -42,6 +42,7 @@ class _Layout:
     obs_dim: int  # flat length of the padded observation part (without the id)
     id_vectors: tuple[np.ndarray, ...]  # per agent; empty arrays when agent_id is off
     action_mode: str  # "identical" | "discrete" | "box"
+    state_space: spaces.Box | None = None  # the env's global state (env_state=True only)
 
     @classmethod
     def build(cls, env: Any, agent_id: bool | str) -> _Layout:

@@ -7,6 +7,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 
 from .layout import WIN_KEYS, _Layout
 
@@ -76,12 +77,16 @@ def _check_parallel_env(env: Any) -> None:
 class _CopyRunner:
     """One ParallelEnv copy as ``n_agents`` rows (semantics in :mod:`policies.marl`)."""
 
-    def __init__(self, env: Any, copy_index: int, dead_agents: str, agent_id: bool | str) -> None:
+    def __init__(self, env: Any, copy_index: int, dead_agents: str, agent_id: bool | str,
+                 env_state: bool = False) -> None:
         _check_parallel_env(env)
         self.env = env
         self.copy_index = copy_index
         self.dead_agents = dead_agents
         self.layout = _Layout.build(env, agent_id)
+        self.env_state = env_state
+        if env_state:
+            self.layout.state_space = _state_space(env)
         n = self.layout.n_agents
         self._active = np.zeros(n, dtype=bool)
         self._last_obs = np.stack([self.layout.zeros() for _ in range(n)])
@@ -91,6 +96,22 @@ class _CopyRunner:
     # ---- helpers ------------------------------------------------------------------------
     def _live(self) -> set:
         return set(self.env.agents)
+
+    def _state(self) -> np.ndarray:
+        """The env's global ``state()`` as a float32 array of ``state_space``'s shape."""
+        state = np.asarray(self.env.state(), dtype=np.float32)
+        shape = self.layout.state_space.shape
+        if state.shape != shape:
+            raise ValueError(f"the ParallelEnv's state() returned shape {state.shape}, its "
+                             f"state_space has shape {shape}")
+        return state
+
+    def _add_state(self, infos: list[dict[str, Any]]) -> None:
+        """``info["env_state"]`` (the same array on every row of the copy), with ``env_state``."""
+        if self.env_state:
+            state = self._state()
+            for info in infos:
+                info["env_state"] = state
 
     def _from_reset(self, obs: dict, infos: dict) -> tuple[np.ndarray, list[dict[str, Any]]]:
         live = self._live()
@@ -108,6 +129,7 @@ class _CopyRunner:
         self._last_obs = out.copy()
         self._ep_return = 0.0
         self._ep_len = 0
+        self._add_state(row_infos)
         return out, row_infos
 
     # ---- API ----------------------------------------------------------------------------
@@ -160,8 +182,11 @@ class _CopyRunner:
             win = _find_win(info_d)
             if win is not None:
                 team["win"] = win
+            final_state = self._state() if self.env_state else None
             for k in range(n):
                 dones[k] = True
+                if final_state is not None:
+                    infos[k]["terminal_env_state"] = final_state
                 infos[k]["terminal_observation"] = final_obs[k] if active_before[k] else lay.zeros()
                 infos[k]["TimeLimit.truncated"] = bool(active_before[k] and truncated[k]
                                                        and not terminated[k])
@@ -170,6 +195,8 @@ class _CopyRunner:
             new_obs, reset_row_infos = self._from_reset(obs, reset_infos)
             for k in range(n):
                 infos[k]["agent_active"] = bool(self._active[k])
+                if self.env_state:  # the new episode's first state, as the obs is its first
+                    infos[k]["env_state"] = reset_row_infos[k]["env_state"]
             return new_obs, rewards, dones, infos, reset_row_infos
 
         out = np.stack([lay.zeros() for _ in range(n)])
@@ -195,6 +222,7 @@ class _CopyRunner:
                 infos[k]["agent_final_observation"] = final_obs[k]
             self._active[k] = active_after
             infos[k]["agent_active"] = bool(active_after)
+        self._add_state(infos)
         return out, rewards, dones, infos, None
 
     def render(self) -> Any:
@@ -202,6 +230,19 @@ class _CopyRunner:
 
     def close(self) -> None:
         self.env.close()
+
+
+def _state_space(env: Any) -> spaces.Box:
+    """The ParallelEnv's ``state_space`` for ``env_state=True``: a TypeError naming what is
+    missing unless the env has a Box ``state_space`` and a ``state()`` method."""
+    space = getattr(env, "state_space", None)
+    if not callable(getattr(env, "state", None)) or not isinstance(space, spaces.Box):
+        raise TypeError(
+            f"env_state=True needs a ParallelEnv with a global state: a state() method and a "
+            f"Box state_space (PettingZoo's API), got {type(env).__name__} with state_space "
+            f"{space!r}; use env_state=False (VecCentralState's state='joint_obs' needs no env "
+            f"state)")
+    return space
 
 
 def _find_win(info_d: Any) -> float | None:

@@ -26,6 +26,13 @@ class PettingZooVecEnv(VecEnv):
         (done on the step an agent leaves, then one-step dummy episodes); see :mod:`policies.marl`.
     :param agent_id: ``False``, ``True`` (append a one-hot over ``possible_agents``) or ``"type"``
         (a one-hot over agent types, the name before its last ``"_"``).
+    :param env_state: also pass on the env's global ``state()`` (PettingZoo's ``state_space``;
+        e.g. SMAX's ``world_state``): ``info["env_state"]`` on every row after every step (the
+        new episode's first state where a copy reset), ``reset_infos[row]["env_state"]`` after
+        ``reset()``, and ``info["terminal_env_state"]`` at a copy's episode end (the state of its
+        last step). :class:`policies.marl.VecCentralState` with ``state="env"`` reads them. An env
+        without ``state()`` / a Box ``state_space`` raises a TypeError. Off by default (one
+        ``state()`` call per copy and step).
     :param subprocess: run each copy in its own daemon process.
     :param start_method: multiprocessing start method for ``subprocess=True`` (default
         "forkserver" where available, else "spawn").
@@ -46,6 +53,7 @@ class PettingZooVecEnv(VecEnv):
         *,
         dead_agents: str = "mask",
         agent_id: bool | str = False,
+        env_state: bool = False,
         subprocess: bool = False,
         start_method: str | None = None,
     ) -> None:
@@ -62,6 +70,8 @@ class PettingZooVecEnv(VecEnv):
             raise ValueError(f"agent_id must be False, True or 'type', got {agent_id!r}")
         if not isinstance(subprocess, bool):
             raise TypeError(f"subprocess must be a bool, got {subprocess!r}")
+        if not isinstance(env_state, bool):
+            raise TypeError(f"env_state must be a bool, got {env_state!r}")
         self.n_copies = int(n_copies)
         self.dead_agents = dead_agents
         self.agent_id = agent_id
@@ -71,23 +81,28 @@ class PettingZooVecEnv(VecEnv):
         self._backend: _LocalBackend | _SubprocBackend
         if subprocess:
             self._backend = _SubprocBackend(env_fn, self.n_copies, dead_agents, agent_id,
-                                            start_method)
+                                            env_state, start_method)
         else:
             if start_method is not None:
                 raise ValueError("start_method is only used with subprocess=True")
-            self._backend = _LocalBackend(env_fn, self.n_copies, dead_agents, agent_id)
+            self._backend = _LocalBackend(env_fn, self.n_copies, dead_agents, agent_id,
+                                          env_state)
         try:
             layout = self._backend.layout(0)
             for i in range(1, self.n_copies):
                 other = self._backend.layout(i)
                 if (other.possible_agents != layout.possible_agents
                         or other.observation_space != layout.observation_space
-                        or other.action_space != layout.action_space):
+                        or other.action_space != layout.action_space
+                        or other.state_space != layout.state_space):
                     raise ValueError(
                         f"copy {i} differs from copy 0 (possible_agents / spaces): "
                         f"{other.possible_agents} {other.observation_space} {other.action_space} vs "
                         f"{layout.possible_agents} {layout.observation_space} {layout.action_space}")
             self._layout = layout
+            self.env_state = env_state
+            #: the env's global state space (``env_state=True``), else ``None``
+            self.state_space = layout.state_space
             self.possible_agents: list[str] = list(layout.possible_agents)
             self.n_agents = len(self.possible_agents)
             self.row_agents: list[str] = self.possible_agents * self.n_copies
