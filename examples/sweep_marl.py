@@ -1,11 +1,14 @@
 """The multi-agent sweep: parameter-shared policies on PettingZoo team tasks (the SMAX maps,
-spread-PO), with and without the centralised critic, several seeds, equal agent-step budgets.
+spread-PO), with and without a centralised critic, several seeds, equal agent-step budgets.
 
     python examples/sweep_marl.py --quick                        # smoke run (a minute)
     python examples/sweep_marl.py --envs smax-2s3z --timesteps 500000 --jobs 2
-    python examples/sweep_marl.py --envs smax-2s3z --policies grsn lstm --critic with
+    python examples/sweep_marl.py --envs smax-2s3z --policies grsn lstm --critics env
     python examples/sweep_marl.py --plots-only --out runs/sweep_marl
 
+``--critics``: ``none`` (the policy's own critic), ``env`` (a training-only critic that also
+reads the env's global state, e.g. SMAX's world state: MAPPO / SMAC's setting) and
+``joint_obs`` (it reads the copy's joint observation); default ``none env``.
 Every finished (task, policy, critic, seed) is one row of ``<out>/results.csv``
 (``policies.training.run_team``): the team return (mean and std over ``--eval-episodes``
 deterministic evaluation episodes), the win rate where the env reports one (SMAX), training
@@ -14,7 +17,7 @@ Runs already in the CSV are skipped, so the script resumes; ``--jobs N`` runs N 
 Ray tasks of ``--threads`` CPUs each (``pip install -e '.[sweep]'``). At the end
 ``summary.md`` (mean +- std over seeds) and ``learning_curves.png`` (training team return and
 win rate, mean over seeds with the min-max band) are rebuilt from everything in the CSV.
-The PPO MLP baseline has no centralised-critic variant (``--critic with`` skips it).
+The PPO MLP baseline has no centralised-critic variant (it runs with ``none`` only).
 SMAX needs ``pip install -e '.[smax]'`` (JaxMARL, Python >= 3.11).
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ import sys
 import numpy as np
 
 from policies.training import (
+    CRITICS,
     POLICIES,
     TEAM_CSV_FIELDS,
     add_sweep_options,
@@ -44,22 +48,21 @@ from policies.training import (
 )
 from policies.zoo import marl_hyperparams
 
-#: --critic -> the critic settings a recurrent policy runs with
-CRITICS = {"without": [0], "with": [1], "both": [0, 1]}
+_STATE_NAMES = {"joint_obs": "joint obs", "env": "env state"}
 
 
-def _label(policy: str, critic: int) -> str:
-    return f"{policy} + central critic" if critic else policy
+def _label(policy: str, critic: str) -> str:
+    return policy if critic == "none" else f"{policy} + critic ({_STATE_NAMES[critic]})"
 
 
-def _groups(rows: list[dict]) -> list[tuple[str, str, int]]:
+def _groups(rows: list[dict]) -> list[tuple[str, str, str]]:
     """(task, policy, critic) in the CSV, in task order of appearance and POLICIES order."""
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     out = []
     for task in tasks:
         for pol in POLICIES:
-            for critic in (0, 1):
-                if any(r["task"] == task and r["policy"] == pol and int(r["critic"]) == critic
+            for critic in CRITICS:
+                if any(r["task"] == task and r["policy"] == pol and r["critic"] == critic
                        for r in rows):
                     out.append((task, pol, critic))
     return out
@@ -77,7 +80,7 @@ def summary_table(rows: list[dict]) -> str:
              "nJ/decision | agent-steps/s |", "|---|---|---|---|---|---|---|---|"]
     for task, pol, critic in _groups(rows):
         sel = sorted((r for r in rows if r["task"] == task and r["policy"] == pol
-                      and int(r["critic"]) == critic), key=lambda r: int(r["seed"]))
+                      and r["critic"] == critic), key=lambda r: int(r["seed"]))
         rets = [float(r["eval_return"]) for r in sel]
         wins = [float(r["win_rate"]) for r in sel if r["win_rate"] != ""]
         win = _mean_sd(wins, ".2f") if wins else "–"
@@ -104,8 +107,8 @@ def plots(rows: list[dict], out: str) -> str:
         for _, pol, critic in [g for g in _groups(rows) if g[0] == task]:
             curves = []
             for r in rows:
-                if r["task"] == task and r["policy"] == pol and int(r["critic"]) == critic:
-                    path = team_curve_path(out, task, pol, bool(critic), int(r["seed"]))
+                if r["task"] == task and r["policy"] == pol and r["critic"] == critic:
+                    path = team_curve_path(out, task, pol, critic, int(r["seed"]))
                     if os.path.exists(path):
                         with open(path) as f:
                             curves.append(json.load(f))
@@ -116,7 +119,7 @@ def plots(rows: list[dict], out: str) -> str:
                 grid = np.linspace(0, min(p[-1][0] for p in pts), 50)
                 s = np.array([smooth_curve(p, grid) for p in pts])
                 ax.plot(grid, s.mean(0), label=_label(pol, critic),
-                        linestyle="--" if critic else "-")
+                        linestyle="-" if critic == "none" else "--")
                 ax.fill_between(grid, s.min(0), s.max(0), alpha=0.15)
         ax_r.set_title(f"{task}: training team return", fontsize=9)
         ax_w.set_title(f"{task}: training win rate", fontsize=9)
@@ -145,9 +148,10 @@ def main(argv=None) -> int:
     p.add_argument("--policies", nargs="+", default=["grsn", "lstm", "gru", "mlp"],
                    choices=list(POLICIES))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--critic", default="both", choices=sorted(CRITICS),
-                   help="train the recurrent policies without the centralised critic, with it, "
-                        "or both (default)")
+    p.add_argument("--critics", nargs="+", default=["none", "env"], choices=CRITICS,
+                   help="the recurrent policies' critics: none (their own), env (a centralised "
+                        "critic that also reads the env's global state), joint_obs (... the "
+                        "copy's joint observation); default: none env")
     p.add_argument("--timesteps", type=positive_int, default=None,
                    help="agent-steps per run instead of the table's (one budget per --out)")
     p.add_argument("--eval-episodes", type=positive_int, default=32,
@@ -176,8 +180,8 @@ def main(argv=None) -> int:
         jobs = [dict(task=task, policy=pol, critic=critic, seed=seed, out=out,
                      timesteps=args.timesteps, eval_episodes=eval_episodes, quick=args.quick)
                 for task in args.envs for pol in args.policies
-                for critic in (CRITICS[args.critic] if pol != "mlp" else [0])
-                if pol != "mlp" or args.critic != "with"
+                for critic in (args.critics if pol != "mlp" else
+                               [c for c in args.critics if c == "none"])
                 for seed in seeds]
         failed = run_jobs(path, jobs, TEAM_CSV_FIELDS, ("task", "policy", "critic", "seed"),
                           run_team, args, describe)

@@ -49,7 +49,7 @@ from .marl import (
 from .recurrent import _LSTM_ALIASES, GRSNPolicy, GRUPolicy, LIFPolicy, LSTMPolicy, NoTAPPolicy
 
 __all__ = [
-    "CSV_FIELDS", "Diagnostic", "JobsFailed", "MARL_TASKS", "POLICIES", "POMDP_TASKS",
+    "CRITICS", "CSV_FIELDS", "Diagnostic", "JobsFailed", "MARL_TASKS", "POLICIES", "POMDP_TASKS",
     "TASK_KWARGS", "Trained", "add_sweep_options", "add_threads_option", "append_row",
     "budget_conflict", "build_model", "check_sweep_options", "load_rows", "make_task_env",
     "needs_ray", "parse_kwargs", "positive_int", "run_all", "run_diagnostic", "run_matrix",
@@ -296,6 +296,17 @@ def _n_env_copies(cfg: dict) -> int:
     return cfg["n_copies"] if "n_copies" in cfg else cfg["n_envs"]
 
 
+#: what a centralised critic reads besides the agent's observation (``"none"``: no such critic)
+CRITICS = ("none", "joint_obs", "env")
+
+
+def _central(critic: str) -> dict:
+    """:func:`make_task_env`'s arguments for a ``critic`` of :data:`CRITICS` (``{}``: none)."""
+    if critic not in CRITICS:
+        raise ValueError(f"critic must be one of {CRITICS}, got {critic!r}")
+    return {} if critic == "none" else dict(centralised_critic=True, central_state=critic)
+
+
 def _is_marl(task: str) -> bool:
     """Whether ``task`` is a PettingZoo task (one VecEnv row per agent, team returns)."""
     return task in _MARL_ENVS
@@ -316,23 +327,24 @@ class Trained(NamedTuple):
 
 def train_one(task: str, policy: str, seed: int, quick: bool,
               policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
-              timesteps: int | None = None, centralised_critic: bool = False) -> Trained:
+              timesteps: int | None = None, critic: str = "none") -> Trained:
     """Train one (task, policy, seed) with the table's config; ``policy_kwargs`` /
     ``env_kwargs`` (POMDP tasks only) change it, ``timesteps`` replaces the budget;
-    ``centralised_critic`` (PettingZoo tasks, recurrent policies): the policy gets a
-    training-only critic that also reads the copy's joint observation
-    (:class:`policies.marl.VecCentralState`)."""
+    ``critic`` (one of :data:`CRITICS`; not ``"none"``: PettingZoo tasks, recurrent policies):
+    the policy gets a training-only critic that also reads the copy's joint observation
+    (``"joint_obs"``) or the env's global state (``"env"``; :class:`policies.marl.VecCentralState`)."""
     marl = _is_marl(task)
     if marl and (policy_kwargs or env_kwargs):
         raise ValueError("policy_kwargs / env_kwargs are supported for the POMDP tasks only")
-    if centralised_critic and POLICIES.get(policy, (None,))[0] is not RecurrentPPO:
-        raise ValueError(f"centralised_critic is an option of the recurrent policies, not of "
+    central = _central(critic)
+    if central and POLICIES.get(policy, (None,))[0] is not RecurrentPPO:
+        raise ValueError(f"a centralised critic is an option of the recurrent policies, not of "
                          f"{policy!r}")
     env_kwargs = {**TASK_KWARGS.get(task, {}), **(env_kwargs or {})}
     cfg = task_config(task, quick, timesteps)
     torch.manual_seed(seed)
-    env = make_task_env(task, _n_env_copies(cfg), seed, centralised_critic, **env_kwargs)
-    if centralised_critic:
+    env = make_task_env(task, _n_env_copies(cfg), seed, **central, **env_kwargs)
+    if central:
         policy_kwargs = dict(centralised_critic=True)
     model = build_model(policy, env, cfg, seed, "cpu", policy_kwargs=policy_kwargs)
     curve = CurveCallback(marl)
@@ -344,13 +356,12 @@ def train_one(task: str, policy: str, seed: int, quick: bool,
     return Trained(model, cfg, curve.points, sps, env_kwargs, curve.wins)
 
 
-def energy_of(model, task: str, seed: int, env_kwargs: dict,
-              centralised_critic: bool = False) -> dict:
+def energy_of(model, task: str, seed: int, env_kwargs: dict, critic: str = "none") -> dict:
     """Energy per decision (of the deployed actor) from real rollout observations of the
-    trained model; ``centralised_critic``: the model reads :class:`VecCentralState`'s dicts."""
+    trained model; ``critic`` as the model was trained (:func:`train_one`)."""
     from . import energy
 
-    env = make_task_env(task, 2 if _is_marl(task) else 4, seed + 20_000, centralised_critic,
+    env = make_task_env(task, 2 if _is_marl(task) else 4, seed + 20_000, **_central(critic),
                         **env_kwargs)
     obs, starts = energy.collect_observations(model, env, n_steps=128)
     report = energy.estimate_energy(model.policy, obs, starts)
@@ -401,22 +412,22 @@ TEAM_CSV_FIELDS = ["task", "policy", "critic", "seed", "timesteps", "eval_episod
                    "energy_agent_nj", "energy_core_nj", "macs_agent", "acs_agent"]
 
 
-def team_curve_path(out: str, task: str, policy: str, critic: bool, seed: int) -> str:
+def team_curve_path(out: str, task: str, policy: str, critic: str, seed: int) -> str:
     """Where :func:`run_team` writes a run's learning curve (JSON ``{"return": [[t, r], ...],
     "win": [[t, won], ...]}``)."""
-    name = f"{task}_{policy}{'_cc' if critic else ''}_{seed}.json"
+    name = f"{task}_{policy}{'' if critic == 'none' else '_critic-' + critic}_{seed}.json"
     return os.path.join(out, "curves", name)
 
 
-def run_team(task: str, policy: str, seed: int, out: str, critic: bool = False,
+def run_team(task: str, policy: str, seed: int, out: str, critic: str = "none",
              timesteps: int | None = None, eval_episodes: int = 32,
              quick: bool = False) -> dict:
     """Train, evaluate and measure one parameter-shared run of a PettingZoo task (spread-PO,
     the SMAX maps, ...); returns its CSV row (:data:`TEAM_CSV_FIELDS`) and writes its learning
     curve (:func:`team_curve_path`).
 
-    ``critic``: train with the centralised critic (:func:`train_one`'s
-    ``centralised_critic``; recurrent policies only). The evaluation plays ``eval_episodes``
+    ``critic``: ``"none"``, or train with a centralised critic that also reads ``"joint_obs"``
+    or ``"env"`` (:func:`train_one`; recurrent policies only). The evaluation plays ``eval_episodes``
     team episodes with deterministic actions on copies seeded ``seed + 10_000``
     (:func:`policies.marl.evaluate_team`): the mean and std of the team return, and the win
     rate where the env reports a win flag (empty otherwise). Energy per decision is the
@@ -425,17 +436,16 @@ def run_team(task: str, policy: str, seed: int, out: str, critic: bool = False,
     if not _is_marl(task):
         raise ValueError(f"run_team runs the PettingZoo tasks {sorted(_MARL_ENVS)}, got {task!r}; "
                          f"for a gymnasium task use run_one")
-    critic = bool(critic)
     model, cfg, points, sps, env_kwargs, wins = train_one(
-        task, policy, seed, quick, timesteps=timesteps, centralised_critic=critic)
+        task, policy, seed, quick, timesteps=timesteps, critic=critic)
     spiking = hasattr(model.policy, "cores")
     if spiking:
         model.policy.lstm_actor.reset_firing_stats()
-    eval_env = make_task_env(task, _n_env_copies(cfg), seed + 10_000, critic)
+    eval_env = make_task_env(task, _n_env_copies(cfg), seed + 10_000, **_central(critic))
     result = evaluate_team(model, eval_env, eval_episodes)
     eval_env.close()
     rate = model.policy.lstm_actor.firing_rate() if spiking else float("nan")
-    row = dict(task=task, policy=policy, critic=int(critic), seed=seed,
+    row = dict(task=task, policy=policy, critic=critic, seed=seed,
                timesteps=cfg["n_timesteps"], eval_episodes=len(result.episodes),
                eval_return=round(float(result.mean), 3), eval_std=round(float(result.std), 3),
                win_rate="" if result.win_rate is None else round(result.win_rate, 4),

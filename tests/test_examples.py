@@ -245,19 +245,19 @@ def test_sweep_marl_quick_runs_with_and_without_the_critic_and_resumes(tmp_path)
     assert sweep_marl.main(args) == 0
     rows = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
     # the MLP has no centralised-critic variant; the recurrent policy runs both
-    assert [(r["policy"], r["critic"]) for r in rows] == [("gru", "0"), ("gru", "1"),
-                                                          ("mlp", "0")]
+    assert [(r["policy"], r["critic"]) for r in rows] == [("gru", "none"), ("gru", "env"),
+                                                          ("mlp", "none")]
     for r in rows:
         assert r["eval_episodes"] == "4" and float(r["eval_return"]) < 0
         assert r["win_rate"] == ""  # spread-PO reports no win flag
         assert float(r["energy_agent_nj"]) > 0
     # the deployed actor is the same network with or without the training-only critic
     assert rows[0]["macs_agent"] == rows[1]["macs_agent"]
-    with open(training.team_curve_path(out, "spread-PO", "gru", True, 0)) as f:
+    with open(training.team_curve_path(out, "spread-PO", "gru", "env", 0)) as f:
         curve = json.load(f)
     assert curve["return"] and curve["win"] == []
     summary = open(os.path.join(out, "summary.md")).read()
-    assert "| spread-PO | gru + central critic | 1 | – |" in summary
+    assert "| spread-PO | gru + critic (env state) | 1 | – |" in summary
     assert os.path.getsize(os.path.join(out, "learning_curves.png")) > 0
     assert sweep_marl.main(args) == 0  # resumes: nothing new to run
     assert len(list(csv.DictReader(open(os.path.join(out, "results.csv"))))) == 3
@@ -266,10 +266,13 @@ def test_sweep_marl_quick_runs_with_and_without_the_critic_and_resumes(tmp_path)
 def test_run_team_and_train_one_refuse_what_they_cannot_run(tmp_path):
     with pytest.raises(ValueError, match="run_team runs the PettingZoo tasks"):
         training.run_team("CartPole-P-v0", "grsn", 0, str(tmp_path), quick=True)
-    with pytest.raises(ValueError, match="centralised_critic is an option of the recurrent"):
-        training.train_one("spread-PO", "mlp", 0, True, centralised_critic=True)
+    with pytest.raises(ValueError, match="centralised critic is an option of the recurrent"):
+        training.train_one("spread-PO", "mlp", 0, True, critic="joint_obs")
     with pytest.raises(ValueError, match="centralised_critic needs a multi-agent task"):
-        training.train_one("CartPole-P-v0", "grsn", 0, True, centralised_critic=True)
+        training.train_one("CartPole-P-v0", "grsn", 0, True, critic="env")
+    with pytest.raises(ValueError, match=r"critic must be one of \('none', 'joint_obs', "
+                                         r"'env'\), got True"):
+        training.train_one("spread-PO", "grsn", 0, True, critic=True)
 
 
 def test_sweep_clis_without_ray_refuse_parallel_runs_naming_the_extra(tmp_path, monkeypatch,
