@@ -28,6 +28,7 @@ import time
 import traceback
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
+import numpy as np
 import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
@@ -53,8 +54,8 @@ __all__ = [
     "TASK_KWARGS", "Trained", "add_sweep_options", "add_threads_option", "append_row",
     "budget_conflict", "build_model", "check_sweep_options", "load_rows", "make_task_env",
     "needs_ray", "parse_kwargs", "positive_int", "run_all", "run_diagnostic", "run_matrix",
-    "run_jobs", "run_one", "run_team", "set_threads", "smooth_curve", "TEAM_CSV_FIELDS", "task_config", "team_curve_path",
-    "train_one",
+    "run_jobs", "run_one", "run_team", "set_threads", "smooth_curve", "TEAM_CSV_FIELDS",
+    "task_config", "team_curve_path", "train_one",
 ]
 
 #: policy name -> (algorithm, policy): the names every command line accepts
@@ -332,7 +333,8 @@ def train_one(task: str, policy: str, seed: int, quick: bool,
     ``env_kwargs`` (POMDP tasks only) change it, ``timesteps`` replaces the budget;
     ``critic`` (one of :data:`CRITICS`; not ``"none"``: PettingZoo tasks, recurrent policies):
     the policy gets a training-only critic that also reads the copy's joint observation
-    (``"joint_obs"``) or the env's global state (``"env"``; :class:`policies.marl.VecCentralState`)."""
+    (``"joint_obs"``) or the env's global state (``"env"``;
+    :class:`policies.marl.VecCentralState`)."""
     marl = _is_marl(task)
     if marl and (policy_kwargs or env_kwargs):
         raise ValueError("policy_kwargs / env_kwargs are supported for the POMDP tasks only")
@@ -371,6 +373,18 @@ def energy_of(model, task: str, seed: int, env_kwargs: dict, critic: str = "none
                 macs_agent=round(report.agent.macs, 1), acs_agent=round(report.agent.acs, 1))
 
 
+def _evaluate(model, env, evaluate: Callable[[Any], Any]) -> tuple[Any, float]:
+    """``evaluate(env)`` for a trained ``model``, then ``env`` closed: returns its result and
+    the spiking readout's firing rate over that evaluation (NaN for a policy without spiking
+    cores)."""
+    spiking = hasattr(model.policy, "cores")
+    if spiking:
+        model.policy.lstm_actor.reset_firing_stats()
+    result = evaluate(env)
+    env.close()
+    return result, model.policy.lstm_actor.firing_rate() if spiking else float("nan")
+
+
 def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
             policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
             name: str | None = None, timesteps: int | None = None) -> dict:
@@ -384,18 +398,15 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
     marl = _is_marl(task)
     model, cfg, points, sps, env_kwargs, _ = train_one(task, policy, seed, quick, policy_kwargs,
                                                        env_kwargs, timesteps)
-    spiking = hasattr(model.policy, "cores")
-    if spiking:
-        model.policy.lstm_actor.reset_firing_stats()
     eval_env = make_task_env(task, _n_env_copies(cfg) if marl else 4, seed + 10_000,
                              **env_kwargs)
     if marl:
-        mean, std, _ = evaluate_team(model, eval_env, 10 if quick else 100)
+        (mean, std, _), rate = _evaluate(
+            model, eval_env, lambda env: evaluate_team(model, env, 10 if quick else 100))
     else:
-        mean, std = evaluate_policy(model, eval_env, n_eval_episodes=5 if quick else 20,
-                                    deterministic=True)
-    eval_env.close()
-    rate = model.policy.lstm_actor.firing_rate() if spiking else float("nan")
+        (mean, std), rate = _evaluate(
+            model, eval_env, lambda env: evaluate_policy(
+                model, env, n_eval_episodes=5 if quick else 20, deterministic=True))
     row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["n_timesteps"],
                eval_return=round(float(mean), 3), eval_std=round(float(std), 3),
                steps_per_s=round(sps, 1), firing_rate=round(rate, 4))
@@ -427,8 +438,8 @@ def run_team(task: str, policy: str, seed: int, out: str, critic: str = "none",
     curve (:func:`team_curve_path`).
 
     ``critic``: ``"none"``, or train with a centralised critic that also reads ``"joint_obs"``
-    or ``"env"`` (:func:`train_one`; recurrent policies only). The evaluation plays ``eval_episodes``
-    team episodes with deterministic actions on copies seeded ``seed + 10_000``
+    or ``"env"`` (:func:`train_one`; recurrent policies only). The evaluation plays
+    ``eval_episodes`` team episodes with deterministic actions on copies seeded ``seed + 10_000``
     (:func:`policies.marl.evaluate_team`): the mean and std of the team return, and the win
     rate where the env reports a win flag (empty otherwise). Energy per decision is the
     deployed actor's (:func:`energy_of`), the same with or without the critic.
@@ -438,13 +449,9 @@ def run_team(task: str, policy: str, seed: int, out: str, critic: str = "none",
                          f"for a gymnasium task use run_one")
     model, cfg, points, sps, env_kwargs, wins = train_one(
         task, policy, seed, quick, timesteps=timesteps, critic=critic)
-    spiking = hasattr(model.policy, "cores")
-    if spiking:
-        model.policy.lstm_actor.reset_firing_stats()
     eval_env = make_task_env(task, _n_env_copies(cfg), seed + 10_000, **_central(critic))
-    result = evaluate_team(model, eval_env, eval_episodes)
-    eval_env.close()
-    rate = model.policy.lstm_actor.firing_rate() if spiking else float("nan")
+    result, rate = _evaluate(model, eval_env,
+                             lambda env: evaluate_team(model, env, eval_episodes))
     row = dict(task=task, policy=policy, critic=critic, seed=seed,
                timesteps=cfg["n_timesteps"], eval_episodes=len(result.episodes),
                eval_return=round(float(result.mean), 3), eval_std=round(float(result.std), 3),
@@ -462,8 +469,6 @@ def smooth_curve(points: Sequence[Sequence[float]], grid: Any) -> Any:
     """A learning curve's ``(timestep, value)`` points as a moving average over about a
     twentieth of them (over the samples that exist: no zero padding at the edges), read off at
     the timesteps ``grid`` (a numpy array): what the sweeps' learning-curve plots draw."""
-    import numpy as np
-
     c = np.asarray(points, dtype=float)
     k = max(1, len(c) // 20)
     window = np.ones(k)
