@@ -4,10 +4,18 @@ They implement, element for element and in the same order of float operations, t
 :func:`grsn_sj.functional.grsn_multi_step_reference`; ``tests/test_fused_op.py`` checks them
 against it (values, gradients, float64 gradcheck).
 
-Layout (all C-contiguous): gates ``f = sigmoid(a_f)`` and ``i = relu(a_i)`` as ``[T, M, H]``
-(computed by the caller with torch's vectorised ``sigmoid``/``relu``: exactly the reference's
-arithmetic, and no scalar ``exp`` in the loop), states ``[M, H]``, ``beta [H]``, ``mask [T, M]``
-(``has_mask`` False: a dummy ``[1, 1]`` array).
+Layout (all C-contiguous): the forget gate ``f = sigmoid(a_f)`` as ``[T, M, H]`` (computed by
+the caller with torch's vectorised ``sigmoid``: exactly the reference's arithmetic, and no scalar
+``exp`` in the loop), the raw pre-activations ``x = [a_f | a_i]`` as ``[T, M, 2H]`` (the loops
+take ``i = relu(a_i)`` from them, as ``torch.relu`` does, NaN included), states ``[M, H]``,
+``beta [H]``, ``mask [T, M]`` (``has_mask`` False: a dummy ``[1, 1]`` array).
+
+The forward also fills ``probe [M, H]``: per row and neuron, the sum over time of
+``(a_f - a_f) + (a_i - a_i)``, which is 0 when every pre-activation that neuron read was finite
+and NaN as soon as one was NaN or infinite (``inf - inf`` is NaN). It costs the loop a
+subtraction and an add per element on data it reads anyway, where a separate check of ``x``
+would read the whole tensor once more (``grsn_sj.ops`` raises on a NaN probe by naming the bad
+element of the user's tensor).
 Rows run in parallel (``prange``); inside a row, time is the outer loop and the ``H`` neurons
 the inner, contiguous loop. Every scalar is passed already cast to the array's dtype so float32
 inputs are computed in float32 like the torch reference.
@@ -45,6 +53,12 @@ def _fire(x, sid, alpha, spiking, one, zero, half, pi):
 
 
 @njit(inline="always", cache=_CACHE)
+def _relu(a, zero):
+    """``torch.relu``: ``a`` if it is not <= 0 (so a NaN stays NaN), else 0."""
+    return zero if a <= zero else a
+
+
+@njit(inline="always", cache=_CACHE)
 def _fire_grad(x, sid, alpha, one, pi):
     """Surrogate derivative: ATan ``a / (1 + (pi a x)^2)`` with ``a = alpha / 2``; Sigmoid
     ``alpha * sg * (1 - sg)`` with ``sg = sigmoid(alpha x)``."""
@@ -57,21 +71,23 @@ def _fire_grad(x, sid, alpha, one, pi):
 
 
 @functools.lru_cache(maxsize=None)
-def forward_kernel(has_mask: bool, hard: bool, sid: int, spiking: bool):
-    """The forward loop specialised for one configuration (compiled on first use, cached)."""
+def forward_kernel(has_mask: bool, hard: bool, sid: int, spiking: bool, probing: bool = True):
+    """The forward loop specialised for one configuration (compiled on first use, cached).
+    ``probing=False`` leaves ``probe`` at 0 (``examples/bench_neuron.py`` times the probe's cost
+    with it; the op always probes)."""
 
     @njit(parallel=True, cache=_CACHE)
-    def grsn_forward(fg, ig, v0, c0, beta, mask, thr, v_reset, alpha,
-                     spike, hseq, cseq, v_out, c_out):
-        _forward_body(fg, ig, v0, c0, beta, mask, has_mask, thr, v_reset, hard, sid, alpha,
-                      spiking, spike, hseq, cseq, v_out, c_out)
+    def grsn_forward(fg, x, v0, c0, beta, mask, thr, v_reset, alpha,
+                     spike, hseq, cseq, v_out, c_out, probe):
+        _forward_body(fg, x, v0, c0, beta, mask, has_mask, thr, v_reset, hard, sid, alpha,
+                      spiking, probing, spike, hseq, cseq, v_out, c_out, probe)
 
     return grsn_forward
 
 
 @njit(inline="always", cache=_CACHE)
-def _forward_body(fg, ig, v0, c0, beta, mask, has_mask, thr, v_reset, hard, sid, alpha, spiking,
-                  spike, hseq, cseq, v_out, c_out):
+def _forward_body(fg, x, v0, c0, beta, mask, has_mask, thr, v_reset, hard, sid, alpha, spiking,
+                  probing, spike, hseq, cseq, v_out, c_out, probe):
     T, M, H = fg.shape
     one = fg.dtype.type(1.0)
     zero = fg.dtype.type(0.0)
@@ -82,6 +98,7 @@ def _forward_body(fg, ig, v0, c0, beta, mask, has_mask, thr, v_reset, hard, sid,
         for j in range(H):
             v_out[n, j] = v0[n, j]
             c_out[n, j] = c0[n, j]
+            probe[n, j] = zero
         for t in range(T):
             if has_mask and mask[t, n] != zero:
                 for j in range(H):
@@ -89,7 +106,11 @@ def _forward_body(fg, ig, v0, c0, beta, mask, has_mask, thr, v_reset, hard, sid,
                     c_out[n, j] = zero
             for j in range(H):
                 f = fg[t, n, j]
-                c = f * c_out[n, j] + (one - f) * ig[t, n, j]
+                a_f = x[t, n, j]
+                a_i = x[t, n, H + j]
+                if probing:
+                    probe[n, j] += (a_f - a_f) + (a_i - a_i)
+                c = f * c_out[n, j] + (one - f) * _relu(a_i, zero)
                 b = beta[j]
                 h = b * v_out[n, j] + (one - b) * c
                 s = _fire(h - thr, sid, alpha, spiking, one, zero, half, pi)
@@ -110,9 +131,9 @@ def backward_kernel(has_mask: bool, hard: bool, detach_reset: bool, sid: int, sp
     ``gx [T, M, 2H]`` receives the gradients of the pre-activations ``[a_f | a_i]``."""
 
     @njit(parallel=True, cache=_CACHE)
-    def grsn_backward(g_spike, g_h, g_c, g_v, g_cT, fg, ig, v0, c0, beta, mask, hseq, cseq,
+    def grsn_backward(g_spike, g_h, g_c, g_v, g_cT, fg, x, v0, c0, beta, mask, hseq, cseq,
                       thr, v_reset, alpha, gx, gv0, gc0, gbeta):
-        _backward_body(g_spike, g_h, g_c, g_v, g_cT, fg, ig, v0, c0, beta, mask, has_mask, hseq,
+        _backward_body(g_spike, g_h, g_c, g_v, g_cT, fg, x, v0, c0, beta, mask, has_mask, hseq,
                        cseq, thr, v_reset, hard, detach_reset, sid, alpha, spiking,
                        gx, gv0, gc0, gbeta)
 
@@ -120,7 +141,7 @@ def backward_kernel(has_mask: bool, hard: bool, detach_reset: bool, sid: int, sp
 
 
 @njit(inline="always", cache=_CACHE)
-def _backward_body(g_spike, g_h, g_c, g_v, g_cT, fg, ig, v0, c0, beta, mask, has_mask, hseq,
+def _backward_body(g_spike, g_h, g_c, g_v, g_cT, fg, x, v0, c0, beta, mask, has_mask, hseq,
                    cseq, thr, v_reset, hard, detach_reset, sid, alpha, spiking,
                    gx, gv0, gc0, gbeta):
     T, M, H = fg.shape
@@ -173,7 +194,7 @@ def _backward_body(g_spike, g_h, g_c, g_v, g_cT, fg, ig, v0, c0, beta, mask, has
                 gct = g_c[t, n, j] + gc0[n, j] + gh * (one - b)
                 gbeta[n, j] += gh * (vp - c)
                 f = fg[t, n, j]
-                i = ig[t, n, j]
+                i = _relu(x[t, n, H + j], zero)
                 gx[t, n, j] = gct * (cp - i) * f * (one - f)
                 gx[t, n, H + j] = gct * (one - f) if i > zero else zero
                 if reset:

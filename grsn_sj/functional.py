@@ -55,6 +55,8 @@ __all__ = [
     "check_gate_dim",
     "check_episode_starts",
     "check_finite",
+    "FiniteCheck",
+    "finite_check",
     "check_float_input",
     "check_state_dtype",
     "surrogate_spec",
@@ -183,6 +185,35 @@ def check_finite(x: torch.Tensor, who: str, name: str) -> None:
         "a NaN or inf makes a neuron's state NaN for ever (it silently stops firing). Find where "
         "it comes from (e.g. an environment observation, a diverged weight) or clean the input "
         "with torch.nan_to_num")
+
+
+class FiniteCheck(NamedTuple):
+    """A :func:`check_finite` of the tensor the user passed, handed down to where it runs: a
+    module that transforms its input (``GRSN``'s Linear, ``RecurrentGRSN``) passes the check of
+    the user's tensor to the fused op, whose CPU kernel probes the gate pre-activations for NaN /
+    inf while it reads them anyway; only when the probe finds one does the check read the user's
+    tensor to name its first bad element. Calling it runs the check now."""
+
+    tensor: torch.Tensor
+    who: str
+    name: str
+
+    def __call__(self) -> None:
+        check_finite(self.tensor, self.who, self.name)
+
+
+def finite_check(check_input: Union[bool, FiniteCheck, None], x: torch.Tensor, who: str,
+                 name: str) -> Optional[FiniteCheck]:
+    """The ``check_input`` argument of the neuron's forward calls as a :class:`FiniteCheck`:
+    ``True`` checks ``x`` (named ``name`` in ``who``'s message), ``False`` or ``None`` checks
+    nothing (the caller checked its own input), a :class:`FiniteCheck` is a caller's check of
+    its own input (run where the fused op can probe for it)."""
+    if check_input is None or isinstance(check_input, FiniteCheck):
+        return check_input
+    if not isinstance(check_input, bool):
+        raise TypeError(f"check_input must be a bool or a grsn_sj.functional.FiniteCheck, got "
+                        f"{type(check_input).__name__}")
+    return FiniteCheck(x, who, name) if check_input else None
 
 
 def check_float_input(x: torch.Tensor, who: str, dtype: Optional[torch.dtype] = None) -> None:

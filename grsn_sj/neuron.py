@@ -9,7 +9,7 @@ subclass did not override the single step (as SpikingJelly's ``LIFNode`` guards 
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn as nn
@@ -17,11 +17,11 @@ from spikingjelly.activation_based import surrogate
 from spikingjelly.activation_based.neuron import BaseNode
 
 from .functional import (
+    FiniteCheck,
     GRSNSequence,
     apply_episode_start,
     beta_from_tau,
     check_episode_starts,
-    check_finite,
     check_float_input,
     check_gate_dim,
     check_positive_int,
@@ -29,6 +29,7 @@ from .functional import (
     check_threshold,
     check_v_reset,
     decay_logits,
+    finite_check,
     grsn_charge,
     grsn_fire_reset,
     grsn_step,
@@ -197,50 +198,65 @@ class GRSNNode(BaseNode):
         return (type(self).single_step_functional_forward
                 is not GRSNNode.single_step_functional_forward)
 
-    def multi_step_functional_forward(self, inputs, states, **kwargs):
+    def multi_step_functional_forward(self, inputs, states,
+                                      check_input: Union[bool, FiniteCheck, None] = False,
+                                      **kwargs):
         """``T`` steps with explicit state through the fused op (``inputs = (x_seq,)`` or
         ``(x_seq, episode_starts)``); a subclass that overrides the single step gets the
-        per-step loop over its own step instead."""
+        per-step loop over its own step instead. ``check_input`` as in
+        :meth:`multi_step_sequence` (``False`` here: the module forward passes its check)."""
         if self._step_overridden():
             return super().multi_step_functional_forward(inputs, states, **kwargs)
         mask = inputs[1] if len(inputs) > 1 else None
         seq = self.multi_step_sequence(inputs[0], states[0], states[1], mask,
-                                       check_input=False)  # multi_step_forward checked it
+                                       check_input=check_input)
         return (seq.spike_seq,), (seq.v, seq.c)
 
     def multi_step_sequence(self, x_seq: torch.Tensor, v: torch.Tensor, c: torch.Tensor,
                             episode_starts: Optional[torch.Tensor] = None,
-                            check_input: bool = True) -> GRSNSequence:
+                            check_input: Union[bool, FiniteCheck, None] = True) -> GRSNSequence:
         """The fused op's whole result over ``T`` steps with explicit state: spikes, membrane
         before reset ``h_seq``, gated current ``c_seq`` and the final ``(v, c)`` (a
         :class:`~grsn_sj.functional.GRSNSequence`), for callers that read more than the spikes
         (e.g. a membrane readout). ``x_seq`` is ``[T, *batch, 2H]``; ``episode_starts``
         ``[T, *batch]`` or ``None``; ``check_input``: raise a ValueError on a NaN / inf in
-        ``x_seq`` (``False`` for a caller that checked its own input).
+        ``x_seq`` (``False`` for a caller that checked its own input; a
+        :class:`~grsn_sj.functional.FiniteCheck` for a caller whose own input it names: see
+        :func:`~grsn_sj.ops.grsn_multi_step`, whose CPU kernel probes for it at no extra
+        read of the input).
 
         :raises TypeError: the subclass overrides the single step (there is no fused op for it).
         """
         if self._step_overridden():
             raise TypeError(f"{type(self).__name__} overrides single_step_functional_forward, so "
                             "the fused op does not apply; use multi_step_functional_forward")
-        if check_input:
-            check_finite(x_seq, "GRSNNode", "x_seq")
         return grsn_multi_step(x_seq, v, c, self.beta, self.v_threshold, self.v_reset,
                                self.surrogate_function, self.detach_reset,
                                reset_mask=episode_starts, backend=self.backend,
-                               check_input=False)
+                               check_input=finite_check(check_input, x_seq, "GRSNNode", "x_seq"))
 
     # ---------------------------------------------------------------- module forward
-    def single_step_forward(self, x: torch.Tensor, episode_starts: Optional[torch.Tensor] = None):
-        check_finite(x, "GRSNNode", "x")
+    # ``check_input`` of the two forwards: True (default) raises a ValueError naming the first
+    # NaN / inf of the input; a FiniteCheck is the check of a caller's own input (GRSN's, before
+    # its Linear), which the fused CPU op runs only when its kernel's probe sees a NaN / inf.
+    def single_step_forward(self, x: torch.Tensor, episode_starts: Optional[torch.Tensor] = None,
+                            check_input: Union[bool, FiniteCheck, None] = True):
+        check = finite_check(check_input, x, "GRSNNode", "x")
+        if check is not None:
+            check()
         args = () if episode_starts is None else (episode_starts,)
         return super().single_step_forward(x, *args)
 
     def multi_step_forward(self, x_seq: torch.Tensor,
-                           episode_starts: Optional[torch.Tensor] = None):
-        check_finite(x_seq, "GRSNNode", "x")
+                           episode_starts: Optional[torch.Tensor] = None,
+                           check_input: Union[bool, FiniteCheck, None] = True):
+        check = finite_check(check_input, x_seq, "GRSNNode", "x")
         args = () if episode_starts is None else (episode_starts,)
-        return super().multi_step_forward(x_seq, *args)
+        if self.store_v_seq or self._step_overridden():  # per-step paths: no fused op
+            if check is not None:
+                check()
+            return super().multi_step_forward(x_seq, *args)
+        return super().multi_step_forward(x_seq, *args, check_input=check)
 
 
 class GRSN(nn.Module):
@@ -344,28 +360,33 @@ class GRSN(nn.Module):
                              f"mode expects [T, N, ..., {self.in_features}] (time first) with "
                              f"T >= 1, got shape {tuple(x.shape)}; for one step use "
                              "step_mode='s' or add the time axis with x[None]")
-        check_finite(x, "GRSN", "x")
-        if not self.spike_recurrence:
-            return self.node(self.fc(x), episode_starts)
+        check = FiniteCheck(x, "GRSN", "x")
+        if not self.spike_recurrence:  # the node runs the check of x (in 'm': after the probe)
+            return self.node(self.fc(x), episode_starts, check_input=check)
+        check()
         return self._stateful_recurrent_forward(x, episode_starts)
 
     def multi_step_sequence(self, x_seq: torch.Tensor, v: torch.Tensor, c: torch.Tensor,
                             episode_starts: Optional[torch.Tensor] = None,
-                            check_input: bool = True) -> GRSNSequence:
+                            check_input: Union[bool, FiniteCheck, None] = True) -> GRSNSequence:
         """``T`` steps with explicit state: ``x_seq [T, *batch, in_features]``, the state slots
         ``v`` (see :attr:`state_names`: ``h`` with spike recurrence) and ``c``, each
         ``[*batch, H]``, ``episode_starts [T, *batch]`` or ``None``. Returns a
         :class:`~grsn_sj.functional.GRSNSequence` whose ``v`` is the first slot to carry on.
         ``check_input``: raise a ValueError on a NaN / inf in ``x_seq`` (``False`` for a caller
-        that checked its own input; the gate pre-activations are then not checked again)."""
-        if check_input:
+        that checked its own input: the gate pre-activations are then not checked either; a
+        :class:`~grsn_sj.functional.FiniteCheck` names the caller's own input, e.g.
+        ``RecurrentGRSN``'s)."""
+        if check_input is True:
             if not isinstance(x_seq, torch.Tensor):
                 raise TypeError(f"x_seq must be a torch.Tensor, got {type(x_seq).__name__}")
             check_float_input(x_seq, "GRSN", self.fc.weight.dtype)
-            check_finite(x_seq, "GRSN", "x_seq")
-        if not self.spike_recurrence:
+        check = finite_check(check_input, x_seq, "GRSN", "x_seq")
+        if not self.spike_recurrence:  # the fused op's probe runs the check
             return self.node.multi_step_sequence(self.fc(x_seq), v, c, episode_starts,
-                                                 check_input=False)
+                                                 check_input=check)
+        if check is not None:
+            check()
         node = self.node
         hidden = self.hidden_features
         gates_x = self.fc(x_seq)

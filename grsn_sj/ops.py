@@ -27,7 +27,8 @@ saying why and what to use instead.
 from __future__ import annotations
 
 import logging
-from typing import Optional
+import math
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
@@ -35,11 +36,13 @@ from torch import Tensor
 from .functional import (
     GRSNSequence,
     check_episode_starts,
+    FiniteCheck,
     check_finite,
     check_gate_dim,
     check_state_dtype,
     check_threshold,
     check_v_reset,
+    finite_check,
     grsn_multi_step_reference,
     surrogate_spec,
 )
@@ -62,11 +65,10 @@ def _flat(t: Tensor, *lead: int) -> Tensor:
     return t.reshape(*lead, -1, t.shape[-1]).numpy()
 
 
-def _gates(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Forget gate ``sigmoid(a_f)`` and input current ``relu(a_i)``, contiguous ``[T, *batch, H]``
-    (torch's vectorised kernels: the same values as the reference's)."""
-    hidden = x.shape[-1] // 2
-    return torch.sigmoid(x[..., :hidden]), torch.relu(x[..., hidden:])
+def _forget_gate(x: Tensor) -> Tensor:
+    """Forget gate ``sigmoid(a_f)``, contiguous ``[T, *batch, H]`` (torch's vectorised kernel: the
+    same values as the reference's; the kernels take ``relu(a_i)`` from ``x`` themselves)."""
+    return torch.sigmoid(x[..., :x.shape[-1] // 2])
 
 
 def _kernel_mask(reset_mask, x: Tensor, T: int) -> Tensor:
@@ -81,21 +83,23 @@ def _numba_forward(x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset
     from . import _numba_kernels as nk
 
     T = x.shape[0]
-    fg, ig = _gates(x)
+    fg = _forget_gate(x)
     np_dtype = x.numpy().dtype.type
     spike = x.new_empty((*x.shape[:-1], x.shape[-1] // 2))
     h_seq = torch.empty_like(spike)
     c_seq = torch.empty_like(spike)
     v_out = torch.empty_like(v0)
     c_out = torch.empty_like(c0)
+    probe = torch.empty_like(v0)
     mask = _kernel_mask(reset_mask, x, T)
     kernel = nk.forward_kernel(reset_mask is not None, hard_reset, surrogate_id, spiking)
     kernel(
-        _flat(fg, T), _flat(ig, T), _flat(v0), _flat(c0), beta.numpy(), mask.numpy(),
+        _flat(fg, T), _flat(x, T), _flat(v0), _flat(c0), beta.numpy(), mask.numpy(),
         np_dtype(v_threshold), np_dtype(v_reset), np_dtype(alpha),
         _flat(spike, T), _flat(h_seq, T), _flat(c_seq, T), _flat(v_out), _flat(c_out),
+        _flat(probe),
     )
-    return spike, h_seq, c_seq, v_out, c_out
+    return spike, h_seq, c_seq, v_out, c_out, probe
 
 
 def _numba_backward(g_spike, g_h, g_c, g_v, g_cT, x, v0, c0, beta, reset_mask, h_seq, c_seq,
@@ -103,7 +107,7 @@ def _numba_backward(g_spike, g_h, g_c, g_v, g_cT, x, v0, c0, beta, reset_mask, h
     from . import _numba_kernels as nk
 
     T = x.shape[0]
-    fg, ig = _gates(x)
+    fg = _forget_gate(x)
     np_dtype = x.numpy().dtype.type
     gx = torch.empty_like(x)
     gv0 = torch.empty_like(v0)
@@ -114,7 +118,7 @@ def _numba_backward(g_spike, g_h, g_c, g_v, g_cT, x, v0, c0, beta, reset_mask, h
                                 spiking)
     kernel(
         _flat(g_spike, T), _flat(g_h, T), _flat(g_c, T), _flat(g_v), _flat(g_cT), _flat(fg, T),
-        _flat(ig, T), _flat(v0), _flat(c0), beta.numpy(), mask.numpy(), _flat(h_seq, T),
+        _flat(x, T), _flat(v0), _flat(c0), beta.numpy(), mask.numpy(), _flat(h_seq, T),
         _flat(c_seq, T), np_dtype(v_threshold), np_dtype(v_reset), np_dtype(alpha),
         _flat(gx, T), _flat(gv0), _flat(gc0), _flat(gbeta),
     )
@@ -135,11 +139,13 @@ def multi_step_forward(
     surrogate_id: int,
     alpha: float,
     spiking: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Fused forward. ``x [T, *batch, 2H]``, ``v0, c0 [*batch, H]``, ``beta [H]``,
     ``reset_mask [T, *batch]`` or None; all contiguous and of one dtype (``*batch`` may be
     several dimensions: the kernels see them flattened to one row index ``M``). Returns
-    ``(spike, h_seq, c_seq, v, c)`` shaped ``[T, *batch, H]`` and ``[*batch, H]``.
+    ``(spike, h_seq, c_seq, v, c, probe)`` shaped ``[T, *batch, H]`` and ``[*batch, H]``.
+    ``probe`` is 0 where every pre-activation a neuron read was finite and NaN where one was NaN
+    or infinite (the CUDA kernel does not look: NaN everywhere, "check on the host").
     ``detach_reset`` only matters for the backward; it is an argument so autograd sees it."""
     return _numba_forward(x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset,
                           surrogate_id, alpha, spiking)
@@ -150,7 +156,8 @@ def _(x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset, detach_rese
       alpha, spiking):
     seq = x.new_empty((*x.shape[:-1], x.shape[-1] // 2))
     state = torch.empty_like(v0)
-    return seq, torch.empty_like(seq), torch.empty_like(seq), state, torch.empty_like(state)
+    return (seq, torch.empty_like(seq), torch.empty_like(seq), state, torch.empty_like(state),
+            torch.empty_like(state))
 
 
 @torch.library.custom_op("grsn_sj::multi_step_backward", mutates_args=(), device_types="cpu")
@@ -193,12 +200,12 @@ def _(g_spike, g_h, g_c, g_v, g_cT, x, v0, c0, beta, reset_mask, h_seq, c_seq, v
 def _setup_context(ctx, inputs, output):
     (x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset, detach_reset, surrogate_id,
      alpha, spiking) = inputs
-    _, h_seq, c_seq, _, _ = output
+    _, h_seq, c_seq, _, _, _ = output
     ctx.save_for_backward(x, v0, c0, beta, reset_mask, h_seq, c_seq)
     ctx.config = (v_threshold, v_reset, hard_reset, detach_reset, surrogate_id, alpha, spiking)
 
 
-def _backward(ctx, g_spike, g_h, g_c, g_v, g_cT):
+def _backward(ctx, g_spike, g_h, g_c, g_v, g_cT, _g_probe):
     x, v0, c0, beta, reset_mask, h_seq, c_seq = ctx.saved_tensors
     grads = [g_spike, g_h, g_c]
     grads = [torch.zeros_like(h_seq) if g is None else g.contiguous() for g in grads]
@@ -342,7 +349,7 @@ def grsn_multi_step(
     detach_reset: bool = False,
     reset_mask: Optional[Tensor] = None,
     backend: str = "auto",
-    check_input: bool = True,
+    check_input: Union[bool, FiniteCheck, None] = True,
 ) -> GRSNSequence:
     """Run the GRSN over ``T`` steps with explicit state.
 
@@ -356,8 +363,13 @@ def grsn_multi_step(
     :param detach_reset: detach the spike used in the reset from the graph.
     :param reset_mask: ``None`` or ``[T, *batch]``; 1 resets the row's state before step t.
     :param backend: ``'auto'``, ``'torch'``, ``'numba'`` or ``'cupy'``.
-    :param check_input: raise a ValueError naming the first NaN / inf of ``x_seq`` (one sum when
-        there is none); ``False`` for a caller that checked the tensor it was given.
+    :param check_input: ``True``: raise a ValueError naming the first NaN / inf of ``x_seq``;
+        ``False`` for a caller that checked the tensor it was given; a
+        :class:`~grsn_sj.functional.FiniteCheck` of the caller's own input (e.g. ``GRSN``'s,
+        before its Linear), raised in its name. On the fused CPU op the check costs nothing
+        while the input is finite: the kernel probes the pre-activations as it reads them, and
+        the tensor is searched only when the probe finds a NaN / inf. The torch reference and
+        the CUDA op check the tensor with one sum first.
     :returns: :class:`~grsn_sj.functional.GRSNSequence` ``(spike_seq, h_seq, c_seq, v, c)``.
     """
     if surrogate_function is None:
@@ -371,9 +383,15 @@ def grsn_multi_step(
     v_reset = check_v_reset(v_reset)
     _check_sequence_args(x_seq, v, c, reset_mask)
     _check_beta(beta, x_seq.shape[-1] // 2)
-    if check_input:
-        check_finite(x_seq, "grsn_multi_step", "x_seq")
-    chosen = resolve_backend(backend, x_seq.device, surrogate_function)
+    check = finite_check(check_input, x_seq, "grsn_multi_step", "x_seq")
+    try:
+        chosen = resolve_backend(backend, x_seq.device, surrogate_function)
+    except (ValueError, RuntimeError):
+        if check is not None:
+            check()  # a NaN in the input is named before a backend that cannot run
+        raise
+    if chosen != "numba" and check is not None:
+        check()  # the reference and the CUDA op do not probe: one sum first
     if chosen == "torch":
         return grsn_multi_step_reference(x_seq, v, c, beta, v_threshold, v_reset,
                                          surrogate_function, detach_reset, reset_mask)
@@ -393,4 +411,19 @@ def grsn_multi_step(
     out = multi_step_forward(
         x, v0, c0, beta_vec, mask, v_threshold, 0.0 if v_reset is None else v_reset,
         v_reset is not None, bool(detach_reset), sid, alpha, spiking)
-    return GRSNSequence(*(t.to(out_dtype) for t in out))
+    if chosen == "numba":
+        _after_probe(out[5], check, x_seq)
+    return GRSNSequence(*(t.to(out_dtype) for t in out[:5]))
+
+
+def _after_probe(probe: Tensor, check: Optional[FiniteCheck], x_seq: Tensor) -> None:
+    """When the CPU kernel's ``probe`` saw a NaN / inf pre-activation: run ``check``, which
+    raises naming the first bad element of the caller's tensor; if that tensor is finite (a
+    module's Linear made the NaN / inf: diverged weights, an overflow), name the first bad gate
+    pre-activation instead. Skipped while ``torch.compile`` traces, as
+    :func:`~grsn_sj.functional.check_finite` is."""
+    if check is None or torch.compiler.is_compiling() or math.isfinite(probe.sum().item()):
+        return  # the probe is 0 everywhere, or NaN where a pre-activation was NaN / inf
+    check()
+    if check.tensor is not x_seq:
+        check_finite(x_seq, check.who, "its gate pre-activations")

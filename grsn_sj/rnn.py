@@ -8,8 +8,8 @@ import torch.nn as nn
 from spikingjelly.activation_based import surrogate
 
 from .functional import (
+    FiniteCheck,
     check_episode_starts,
-    check_finite,
     check_float_input,
     check_positive_int,
     check_state_dtype,
@@ -152,7 +152,6 @@ class RecurrentGRSN(nn.Module):
         if x.shape[0] == 0:
             raise ValueError("input has T = 0 time steps; pass at least one step")
         check_float_input(x, "RecurrentGRSN", self.layers[0].fc.weight.dtype)
-        check_finite(x, "RecurrentGRSN", "input")
         if state is not None:
             if not (isinstance(state, (tuple, list)) and len(state) == 2):
                 raise TypeError("state must be None or a tuple (v, c) of two tensors")
@@ -179,10 +178,13 @@ class RecurrentGRSN(nn.Module):
             state = self.initial_state(input.shape[1], input.device, input.dtype)
         x = input
         vs, cs = [], []
+        # NaN / inf in the input: the first layer's fused op probes its gate pre-activations and
+        # names the bad element of `input` (one sum first on the other backends); deeper layers
+        # see spikes
+        check = FiniteCheck(input, "RecurrentGRSN", "input")
         for i, layer in enumerate(self.layers):
-            # the input was checked for NaN / inf above; deeper layers see spikes
             seq = layer.multi_step_sequence(x, state[0][i], state[1][i], episode_starts,
-                                            check_input=False)
+                                            check_input=check if i == 0 else False)
             x, h_seq = seq.spike_seq, seq.h_seq
             vs.append(seq.v)
             cs.append(seq.c)

@@ -93,6 +93,67 @@ def test_finite_input_whose_sum_overflows_is_accepted():
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_node_refuses_non_finite_input_current_too(backend, bad):
+    """x[3, 0, 3] is neuron 1's input-gate pre-activation (H = 2): relu(-inf) = 0 would hide
+    it from a check of the kernel's currents, so the CPU kernel probes the raw value."""
+    x = _issue_input(bad, (3, 0, 3)).to(DEVICE[backend])
+    with pytest.raises(ValueError, match=r"GRSNNode got a non-finite input: x\[3, 0, 3\]"):
+        GRSNNode(step_mode="m", backend=backend)(x)
+
+
+def test_numba_op_probes_its_input_and_finite_input_is_not_read_again(monkeypatch):
+    """The fused CPU op finds a NaN / inf while its kernel reads the pre-activations (the
+    probe): a finite input is not summed a second time (issue 15's cost), a bad one is still
+    named."""
+    import grsn_sj.neuron
+    import grsn_sj.ops
+    import grsn_sj.rnn
+    from grsn_sj import functional
+    from grsn_sj.ops import multi_step_forward
+
+    x = torch.randn(5, 3, 8)
+    x[2, 1, 6] = -math.inf
+    zeros = torch.zeros(3, 4)
+    probe = multi_step_forward(x, zeros, zeros, torch.full((4,), 0.5), None, 1.0, 0.0, False,
+                               False, 0, 2.0, True)[5]
+    want = torch.zeros(3, 4)
+    want[1, 2] = math.nan  # row 1, neuron 2 (its input gate sits at 4 + 2)
+    torch.testing.assert_close(probe, want, equal_nan=True)
+
+    def no_second_read(t, *args, **kwargs):
+        raise AssertionError("check_finite read a finite input on the fused CPU path")
+
+    for module in (functional, grsn_sj.ops, grsn_sj.neuron, grsn_sj.rnn):
+        monkeypatch.setattr(module, "check_finite", no_second_read, raising=False)
+    finite = torch.randn(6, 2, 8)
+    finite[..., 0] = 50.0  # a saturated forget gate (sigmoid = 1.0 exactly) is finite input
+    core = RecurrentGRSN(8, 4, backend="numba")
+    outputs = (GRSNNode(step_mode="m", backend="numba")(finite),
+               GRSN(8, 4, step_mode="m", backend="numba")(finite), core(finite)[0],
+               grsn_multi_step(finite, torch.zeros(2, 4), torch.zeros(2, 4), 0.5,
+                               backend="numba").spike_seq)
+    assert all(out.shape == (6, 2, 4) and torch.isfinite(out).all() for out in outputs)
+    monkeypatch.undo()
+    finite[4, 1, 5] = math.nan
+    with pytest.raises(ValueError, match=r"RecurrentGRSN got a non-finite input: "
+                                         r"input\[4, 1, 5\] = nan"):
+        core(finite)
+
+
+def test_diverged_weights_are_named_even_when_the_input_is_finite():
+    """A NaN weight makes the gate pre-activations NaN from a finite input: the fused CPU op's
+    probe sees it and the error says so, instead of a neuron that silently stops firing. (The
+    torch reference and CUDA backends check the user's tensor only.)"""
+    block = GRSN(4, 3, step_mode="m", backend="numba")
+    with torch.no_grad():
+        block.fc.weight[2, 1] = math.nan
+    with pytest.raises(ValueError, match=r"GRSN got a non-finite input: its gate "
+                                         r"pre-activations\[0, 0, 2\] = nan"):
+        block(torch.randn(5, 2, 4))
+
+
 # ------------------------------------------------------------------ shapes quoted as passed
 
 def test_node_multi_step_quotes_the_whole_input_shape():
