@@ -839,3 +839,55 @@ def test_old_import_paths():
     assert policies.marl.TeamMetricsCallback is policies.callbacks.TeamMetricsCallback
     with pytest.raises(AttributeError, match="no_such_name"):
         policies.marl.no_such_name  # noqa: B018
+
+
+# ------------------------------------------------------------------------------------------
+# copies stepped together (an env class with step_batch, e.g. SMAX's vmapped step)
+# ------------------------------------------------------------------------------------------
+class BatchToyEnv(ToyEnv):
+    """ToyEnv whose class steps several envs in one call (recorded in ``calls``)."""
+
+    calls: list[int] = []
+
+    @classmethod
+    def step_batch(cls, envs, actions):
+        cls.calls.append(len(envs))
+        return [ToyEnv.step(env, a) for env, a in zip(envs, actions)]
+
+    def step(self, actions):
+        raise AssertionError("the in-process backend must step copies through step_batch")
+
+
+def _rollout(venv, n_steps=12):
+    venv.seed(0)
+    out = [venv.reset()]
+    rng = np.random.default_rng(1)
+    for _ in range(n_steps):
+        obs, rew, dones, infos = venv.step(rng.integers(0, 3, size=venv.num_envs))
+        out.append((obs, rew, dones, [sorted((k, str(v)) for k, v in i.items()) for i in infos]))
+    return out
+
+
+@pytest.mark.parametrize("dead_agents", ["terminate", "mask"])
+def test_copies_with_step_batch_step_together_and_give_the_same_rows(dead_agents):
+    kw = dict(deaths={"a_1": 2}, max_cycles=4, win=True)
+    BatchToyEnv.calls.clear()
+    batched = _rollout(PettingZooVecEnv(functools.partial(BatchToyEnv, **kw), n_copies=3,
+                                        dead_agents=dead_agents))
+    assert BatchToyEnv.calls == [3] * 12  # one call per vector step, all copies in it
+    one_by_one = _rollout(PettingZooVecEnv(toy(**kw), n_copies=3, dead_agents=dead_agents))
+    for got, want in zip(batched, one_by_one):
+        if isinstance(got, np.ndarray):
+            np.testing.assert_array_equal(got, want)
+            continue
+        for g, w in zip(got, want):
+            assert g == w if isinstance(g, list) else np.array_equal(g, w)
+
+
+def test_step_batch_only_for_copies_of_one_class_in_process():
+    kinds = itertools.cycle([BatchToyEnv, ToyEnv])
+    mixed = PettingZooVecEnv(lambda: next(kinds)(), n_copies=2)
+    assert mixed._backend._step_batch is None  # a class that cannot step the other's copies
+    with pytest.raises(AssertionError, match="through step_batch"):
+        mixed.reset()
+        mixed.step(np.zeros(mixed.num_envs, dtype=int))  # so BatchToyEnv.step runs, one by one

@@ -215,3 +215,56 @@ def test_train_marl_cli_on_smax_with_a_centralised_critic(tmp_path, capsys):
                           "--save", str(tmp_path / "m")])
     line = next(x for x in capsys.readouterr().out.splitlines() if "team return" in x)
     assert rc == 0 and "win rate" in line and "over 1 episodes, deterministic" in line
+
+
+def test_step_batch_steps_several_envs_as_one_call_with_their_own_key_streams():
+    from policies.marl.smax import SMAXParallelEnv
+
+    def stepped_together(seeds, maps, n_steps=6):
+        envs = [make_smax(m) for m in maps]
+        for env, seed in zip(envs, seeds):
+            env.reset(seed=seed)
+        return [SMAXParallelEnv.step_batch(envs, [{a: scripted(t, env.num_allies)
+                                                   for a in env.agents} for env in envs])
+                for t in range(n_steps)]
+
+    def stepped_alone(seed, map_name, n_steps=6):
+        env = make_smax(map_name)
+        env.reset(seed=seed)
+        return [env.step({a: scripted(t, env.num_allies) for a in env.agents})
+                for t in range(n_steps)]
+
+    maps = ["2s3z", "3m", "2s3z"]  # two maps in one call: one vmapped call per map
+    together = stepped_together([1, 2, 3], maps)
+    for i, (seed, map_name) in enumerate(zip([1, 2, 3], maps)):
+        alone = stepped_alone(seed, map_name)
+        for t in range(6):
+            obs_b, rew_b, term_b, trunc_b, _ = together[t][i]
+            obs_a, rew_a, term_a, trunc_a, _ = alone[t]
+            assert obs_b.keys() == obs_a.keys() and term_b == term_a and trunc_b == trunc_a
+            for a in obs_a:  # the same keys: equal up to the float rounding of the vmapped step
+                np.testing.assert_allclose(obs_b[a], obs_a[a], atol=1e-5)
+                assert rew_b[a] == pytest.approx(rew_a[a], abs=1e-5)
+    # seeds other than the neighbours' give other battles: each env has its own stream
+    assert not np.array_equal(together[0][0][0]["ally_0"], together[0][2][0]["ally_0"])
+    with pytest.raises(ValueError, match="2 envs and 1 action dicts"):
+        SMAXParallelEnv.step_batch([make_smax("3m"), make_smax("3m")], [{}])
+    with pytest.raises(RuntimeError, match="reset"):
+        SMAXParallelEnv.step_batch([make_smax("3m")], [{}])
+
+
+def test_vecenv_copies_step_together_and_stay_seeded():
+    def run():
+        venv = PettingZooVecEnv(lambda: make_smax("3m"), n_copies=3)
+        assert venv._backend._step_batch is not None  # one vmapped call per vector step
+        venv.seed(5)
+        rows = [venv.reset()]
+        rng = np.random.default_rng(0)
+        for _ in range(120):  # crosses episode ends (max_steps 100): resets inside the batch
+            obs, rew, dones, infos = venv.step(rng.integers(0, 8, size=venv.num_envs))
+            rows += [obs, rew, dones]
+        venv.close()
+        return rows
+
+    first = run()
+    assert all(np.array_equal(a, b) for a, b in zip(first, run()))

@@ -74,6 +74,10 @@ def _check_parallel_env(env: Any) -> None:
                         f"(subclass pettingzoo.ParallelEnv and implement its API)")
 
 
+StepResult = tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]],
+                   list[dict[str, Any]] | None]
+
+
 class _CopyRunner:
     """One ParallelEnv copy as ``n_agents`` rows (semantics in :mod:`policies.marl`)."""
 
@@ -89,6 +93,7 @@ class _CopyRunner:
             self.layout.state_space = _state_space(env)
         n = self.layout.n_agents
         self._active = np.zeros(n, dtype=bool)
+        self._active_before = self._active.copy()
         self._last_obs = np.stack([self.layout.zeros() for _ in range(n)])
         self._ep_return = 0.0
         self._ep_len = 0
@@ -141,15 +146,27 @@ class _CopyRunner:
         obs, infos = self.env.reset(**kwargs)
         return self._from_reset(obs, infos)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                 list[dict[str, Any]], list[dict[str, Any]] | None]:
+    def step(self, actions: np.ndarray) -> StepResult:
         """Steps the copy; returns ``(obs, rewards, dones, infos, reset_infos or None)``."""
+        return self.end_step(self.env.step(self.begin_step(actions)))
+
+    def begin_step(self, actions: np.ndarray) -> dict[str, Any]:
+        """The first half of :meth:`step`: the ParallelEnv's action dict for this copy's rows
+        (active agents only). A backend that steps several copies at once (an env class with a
+        ``step_batch``) calls it, steps the envs, then :meth:`end_step` with each result."""
+        lay = self.layout
+        self._active_before = self._active.copy()
+        return {a: lay.decode(k, actions[k]) for k, a in enumerate(lay.possible_agents)
+                if self._active_before[k]}
+
+    def end_step(self, result: tuple[dict, dict, dict, dict, dict]) -> StepResult:
+        """The second half of :meth:`step`: the rows' arrays and infos from the ParallelEnv's
+        ``(obs, rewards, terminations, truncations, infos)``, with the reset at an episode
+        end."""
+        obs_d, rew_d, term_d, trunc_d, info_d = result
         lay = self.layout
         agents = lay.possible_agents
-        active_before = self._active.copy()
-        action_dict = {a: lay.decode(k, actions[k]) for k, a in enumerate(agents)
-                       if active_before[k]}
-        obs_d, rew_d, term_d, trunc_d, info_d = self.env.step(action_dict)
+        active_before = self._active_before
         live = self._live()
 
         n = lay.n_agents

