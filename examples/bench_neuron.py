@@ -116,9 +116,10 @@ def finite_check_off():
             setattr(m, name, f)
 
 
-def check_cost(fn, reps: int) -> tuple[float, float]:
-    """Median ms of ``fn()`` with and without the finite check, runs interleaved (so a change
-    of machine load hits both alike)."""
+def check_cost(fn, reps: int) -> tuple[float, float, float]:
+    """Median ms of ``fn()`` with and without the finite check and the median of the paired
+    ratios on/off - 1: runs interleaved in pairs (alternating which runs first), so a change of
+    machine speed between pairs cancels in each pair's ratio."""
     on, off = [], []
     for _ in range(3):
         fn()
@@ -128,7 +129,8 @@ def check_cost(fn, reps: int) -> tuple[float, float]:
                 t0 = time.perf_counter()
                 fn()
                 (on if check else off).append(time.perf_counter() - t0)
-    return statistics.median(on) * 1e3, statistics.median(off) * 1e3
+    cost = statistics.median(a / b - 1 for a, b in zip(on, off))
+    return statistics.median(on) * 1e3, statistics.median(off) * 1e3, cost
 
 
 def finite_check_section(reps: int) -> None:
@@ -166,14 +168,15 @@ def finite_check_section(reps: int) -> None:
         with torch.no_grad():
             rnn(x_in[:1])
 
-    print(f"\n## Non-finite input check (T={T}, N={N}, H={H}; ms, check on / off)")
+    print(f"\n## Non-finite input check (T={T}, N={N}, H={H}; median ms, check on / off; cost: "
+          "median of the paired ratios)")
     print(f"{'call':<34} {'on':>8} {'off':>8} {'cost':>7}")
     for label, fn in (("RecurrentGRSN forward + backward", rnn_fwd_bwd),
                       ("RecurrentGRSN forward", rnn_fwd), ("GRSNNode forward ('m')", node_fwd),
                       ("GRSN forward ('m')", block_fwd),
                       ("RecurrentGRSN forward, T = 1", rnn_one_step)):
-        on, off = check_cost(fn, reps)
-        print(f"{label:<34} {on:>8.3f} {off:>8.3f} {100 * (on / off - 1):>6.1f}%")
+        on, off, cost = check_cost(fn, reps)
+        print(f"{label:<34} {on:>8.3f} {off:>8.3f} {100 * cost:>6.1f}%")
 
 
 def main() -> None:

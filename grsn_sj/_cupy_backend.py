@@ -76,9 +76,9 @@ def _forward(x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset, deta
         x, v0, c0, beta, mask, has_mask, np.int32(T), np.int32(rows), np.int32(hidden),
         sc(v_threshold), sc(v_reset), np.int32(hard_reset), np.int32(surrogate_id), sc(alpha),
         np.int32(spiking), spike, h_seq, c_seq, v_out, c_out))
-    # the CUDA kernel does not probe its input for NaN / inf (the CPU kernel does): NaN
-    # everywhere says "not looked"; grsn_multi_step checks a CUDA input with one sum beforehand
-    probe = torch.full_like(v0, float("nan"))
+    # the CUDA kernel does not probe its input for NaN / inf (the CPU kernel does): a NaN
+    # probe says "not looked"; grsn_multi_step checks a CUDA input with one sum beforehand
+    probe = x.new_full((1,), float("nan"))
     return spike, h_seq, c_seq, v_out, c_out, probe
 
 

@@ -10,9 +10,10 @@ the caller with torch's vectorised ``sigmoid``: exactly the reference's arithmet
 take ``i = relu(a_i)`` from them, as ``torch.relu`` does, NaN included), states ``[M, H]``,
 ``beta [H]``, ``mask [T, M]`` (``has_mask`` False: a dummy ``[1, 1]`` array).
 
-The forward also fills ``probe [M, H]``: per row and neuron, the sum over time of
-``(a_f - a_f) + (a_i - a_i)``, which is 0 when every pre-activation that neuron read was finite
-and NaN as soon as one was NaN or infinite (``inf - inf`` is NaN). It costs the loop a
+The forward also fills ``probe [1]``: the sum over every element of ``(a_f - a_f) + (a_i - a_i)``,
+which is 0 when every pre-activation it read was finite and NaN as soon as one was NaN or
+infinite (``inf - inf`` is NaN); it is summed per neuron inside the loop and over rows after it,
+so the caller reads one number. It costs the loop a
 subtraction and an add per element on data it reads anyway, where a separate check of ``x``
 would read the whole tensor once more (``grsn_sj.ops`` raises on a NaN probe by naming the bad
 element of the user's tensor).
@@ -35,6 +36,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 from numba import njit, prange
 
 _CACHE = True
@@ -73,7 +75,7 @@ def _fire_grad(x, sid, alpha, one, pi):
 @functools.lru_cache(maxsize=None)
 def forward_kernel(has_mask: bool, hard: bool, sid: int, spiking: bool, probing: bool = True):
     """The forward loop specialised for one configuration (compiled on first use, cached).
-    ``probing=False`` leaves ``probe`` at 0 (``examples/bench_neuron.py`` times the probe's cost
+    ``probing=False`` sets ``probe`` to 0 (``examples/bench_neuron.py`` times the probe's cost
     with it; the op always probes)."""
 
     @njit(parallel=True, cache=_CACHE)
@@ -94,11 +96,12 @@ def _forward_body(fg, x, v0, c0, beta, mask, has_mask, thr, v_reset, hard, sid, 
     half = fg.dtype.type(0.5)
     pi = fg.dtype.type(_PI)
     v_init = v_reset if hard else zero
+    row_probe = np.empty(M, dtype=fg.dtype)
     for n in prange(M):
+        acc = np.zeros(H, dtype=fg.dtype)
         for j in range(H):
             v_out[n, j] = v0[n, j]
             c_out[n, j] = c0[n, j]
-            probe[n, j] = zero
         for t in range(T):
             if has_mask and mask[t, n] != zero:
                 for j in range(H):
@@ -109,7 +112,7 @@ def _forward_body(fg, x, v0, c0, beta, mask, has_mask, thr, v_reset, hard, sid, 
                 a_f = x[t, n, j]
                 a_i = x[t, n, H + j]
                 if probing:
-                    probe[n, j] += (a_f - a_f) + (a_i - a_i)
+                    acc[j] += (a_f - a_f) + (a_i - a_i)
                 c = f * c_out[n, j] + (one - f) * _relu(a_i, zero)
                 b = beta[j]
                 h = b * v_out[n, j] + (one - b) * c
@@ -123,6 +126,14 @@ def _forward_body(fg, x, v0, c0, beta, mask, has_mask, thr, v_reset, hard, sid, 
                 cseq[t, n, j] = c
                 v_out[n, j] = v
                 c_out[n, j] = c
+        total = zero
+        for j in range(H):
+            total += acc[j]
+        row_probe[n] = total
+    total = zero
+    for n in range(M):
+        total += row_probe[n]
+    probe[0] = total
 
 
 @functools.lru_cache(maxsize=None)

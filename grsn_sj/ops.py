@@ -27,7 +27,6 @@ saying why and what to use instead.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Optional, Union
 
 import torch
@@ -90,14 +89,14 @@ def _numba_forward(x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset
     c_seq = torch.empty_like(spike)
     v_out = torch.empty_like(v0)
     c_out = torch.empty_like(c0)
-    probe = torch.empty_like(v0)
+    probe = x.new_empty((1,))
     mask = _kernel_mask(reset_mask, x, T)
     kernel = nk.forward_kernel(reset_mask is not None, hard_reset, surrogate_id, spiking)
     kernel(
         _flat(fg, T), _flat(x, T), _flat(v0), _flat(c0), beta.numpy(), mask.numpy(),
         np_dtype(v_threshold), np_dtype(v_reset), np_dtype(alpha),
         _flat(spike, T), _flat(h_seq, T), _flat(c_seq, T), _flat(v_out), _flat(c_out),
-        _flat(probe),
+        probe.numpy(),
     )
     return spike, h_seq, c_seq, v_out, c_out, probe
 
@@ -143,9 +142,9 @@ def multi_step_forward(
     """Fused forward. ``x [T, *batch, 2H]``, ``v0, c0 [*batch, H]``, ``beta [H]``,
     ``reset_mask [T, *batch]`` or None; all contiguous and of one dtype (``*batch`` may be
     several dimensions: the kernels see them flattened to one row index ``M``). Returns
-    ``(spike, h_seq, c_seq, v, c, probe)`` shaped ``[T, *batch, H]`` and ``[*batch, H]``.
-    ``probe`` is 0 where every pre-activation a neuron read was finite and NaN where one was NaN
-    or infinite (the CUDA kernel does not look: NaN everywhere, "check on the host").
+    ``(spike, h_seq, c_seq, v, c, probe)`` shaped ``[T, *batch, H]``, ``[*batch, H]`` and
+    ``[1]``: ``probe`` is 0 when every pre-activation the kernel read was finite and NaN when one
+    was NaN or infinite (the CUDA kernel does not look: always NaN, "check on the host").
     ``detach_reset`` only matters for the backward; it is an argument so autograd sees it."""
     return _numba_forward(x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset,
                           surrogate_id, alpha, spiking)
@@ -157,7 +156,7 @@ def _(x, v0, c0, beta, reset_mask, v_threshold, v_reset, hard_reset, detach_rese
     seq = x.new_empty((*x.shape[:-1], x.shape[-1] // 2))
     state = torch.empty_like(v0)
     return (seq, torch.empty_like(seq), torch.empty_like(seq), state, torch.empty_like(state),
-            torch.empty_like(state))
+            x.new_empty((1,)))
 
 
 @torch.library.custom_op("grsn_sj::multi_step_backward", mutates_args=(), device_types="cpu")
@@ -422,8 +421,8 @@ def _after_probe(probe: Tensor, check: Optional[FiniteCheck], x_seq: Tensor) -> 
     module's Linear made the NaN / inf: diverged weights, an overflow), name the first bad gate
     pre-activation instead. Skipped while ``torch.compile`` traces, as
     :func:`~grsn_sj.functional.check_finite` is."""
-    if check is None or torch.compiler.is_compiling() or math.isfinite(probe.sum().item()):
-        return  # the probe is 0 everywhere, or NaN where a pre-activation was NaN / inf
+    if check is None or torch.compiler.is_compiling() or probe.item() == 0.0:
+        return  # the probe is 0, or NaN if a pre-activation was NaN / inf
     check()
     if check.tensor is not x_seq:
         check_finite(x_seq, check.who, "its gate pre-activations")
