@@ -94,7 +94,7 @@ def layer_fwd_bwd(kind: str, T: int, rows: int, H: int):
 @contextlib.contextmanager
 def finite_check_off():
     """The non-finite input check replaced by a no-op, to measure what it costs: the host-side
-    check (``check_finite``: one sum of the input, on the torch and CUDA paths and in
+    check (``functional.check_finite``: one sum of the input, on the torch and CUDA paths and in
     single-step mode), the reaction to the fused CPU op's probe, and the probe itself (the numba
     kernel compiled without it)."""
     import grsn_sj._numba_kernels as nk
@@ -103,7 +103,6 @@ def finite_check_off():
 
     forward_kernel = nk.forward_kernel
     patches = [(grsn_sj.functional, "check_finite", lambda *args, **kwargs: None),
-               (grsn_sj.ops, "check_finite", lambda *args, **kwargs: None),
                (grsn_sj.ops, "_after_probe", lambda *args, **kwargs: None),
                (nk, "forward_kernel", lambda *config: forward_kernel(*config, probing=False))]
     saved = [(m, name, getattr(m, name)) for m, name, _ in patches]

@@ -201,6 +201,14 @@ class FiniteCheck(NamedTuple):
     def __call__(self) -> None:
         check_finite(self.tensor, self.who, self.name)
 
+    def with_gates(self, gates: torch.Tensor) -> None:
+        """The check, then, if ``gates`` (the gate pre-activations the neurons get) is another
+        tensor than the one checked -- a module's Linear made it -- a check of ``gates`` too, so
+        a NaN / inf made by diverged weights from a finite input is named as well."""
+        self()
+        if gates is not self.tensor:
+            check_finite(gates, self.who, "its gate pre-activations")
+
 
 def finite_check(check_input: Union[bool, FiniteCheck, None], x: torch.Tensor, who: str,
                  name: str) -> Optional[FiniteCheck]:

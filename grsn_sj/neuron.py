@@ -243,7 +243,7 @@ class GRSNNode(BaseNode):
                             check_input: Union[bool, FiniteCheck, None] = True):
         check = finite_check(check_input, x, "GRSNNode", "x")
         if check is not None:
-            check()
+            check.with_gates(x)
         args = () if episode_starts is None else (episode_starts,)
         return super().single_step_forward(x, *args)
 
@@ -254,7 +254,7 @@ class GRSNNode(BaseNode):
         args = () if episode_starts is None else (episode_starts,)
         if self.store_v_seq or self._step_overridden():  # per-step paths: no fused op
             if check is not None:
-                check()
+                check.with_gates(x_seq)
             return super().multi_step_forward(x_seq, *args)
         return super().multi_step_forward(x_seq, *args, check_input=check)
 

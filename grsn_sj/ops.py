@@ -36,7 +36,6 @@ from .functional import (
     GRSNSequence,
     check_episode_starts,
     FiniteCheck,
-    check_finite,
     check_gate_dim,
     check_state_dtype,
     check_threshold,
@@ -423,6 +422,4 @@ def _after_probe(probe: Tensor, check: Optional[FiniteCheck], x_seq: Tensor) -> 
     :func:`~grsn_sj.functional.check_finite` is."""
     if check is None or torch.compiler.is_compiling() or probe.item() == 0.0:
         return  # the probe is 0, or NaN if a pre-activation was NaN / inf
-    check()
-    if check.tensor is not x_seq:
-        check_finite(x_seq, check.who, "its gate pre-activations")
+    check.with_gates(x_seq)

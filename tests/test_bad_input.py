@@ -143,16 +143,20 @@ def test_numba_op_probes_its_input_and_finite_input_is_not_read_again(monkeypatc
         core(finite)
 
 
-def test_diverged_weights_are_named_even_when_the_input_is_finite():
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_diverged_weights_are_named_even_when_the_input_is_finite(step_mode):
     """A NaN weight makes the gate pre-activations NaN from a finite input: the fused CPU op's
-    probe sees it and the error says so, instead of a neuron that silently stops firing. (The
-    torch reference and CUDA backends check the user's tensor only.)"""
-    block = GRSN(4, 3, step_mode="m", backend="numba")
+    probe (multi-step) or the single step's check sees it and the error says so, instead of a
+    neuron that silently stops firing. (In multi-step mode the torch reference and CUDA backends
+    check the user's tensor only.)"""
+    block = GRSN(4, 3, step_mode=step_mode, backend="numba")
     with torch.no_grad():
         block.fc.weight[2, 1] = math.nan
-    with pytest.raises(ValueError, match=r"GRSN got a non-finite input: its gate "
-                                         r"pre-activations\[0, 0, 2\] = nan"):
-        block(torch.randn(5, 2, 4))
+    x, where = (torch.randn(5, 2, 4), "0, 0, 2") if step_mode == "m" else (torch.randn(2, 4),
+                                                                             "0, 2")
+    with pytest.raises(ValueError, match=rf"GRSN got a non-finite input: its gate "
+                                         rf"pre-activations\[{where}\] = nan"):
+        block(x)
 
 
 # ------------------------------------------------------------------ shapes quoted as passed
