@@ -167,9 +167,9 @@ class SMAXParallelEnv(ParallelEnv):
                    ) -> list[tuple[dict, dict, dict, dict, dict]]:
         """``[env.step(a) for env, a in zip(envs, actions)]``, computed as one vmapped call per
         map: :class:`~policies.marl.PettingZooVecEnv`'s in-process copies of one map step
-        together (with 8 copies of 3s_vs_5z on this project's CPU: 3.4x fewer milliseconds per
-        copy-step, and RecurrentPPO with GRSNPolicy trains 1.4x as many agent-steps per second,
-        the PPO update being most of what is left). Each env keeps its own state and PRNG key stream, so a
+        together (``examples/bench_smax.py``, 8 copies of 3s_vs_5z on this project's CPU: 1.86x
+        the VecEnv's agent-steps per second, 1.27x for RecurrentPPO with GRSNPolicy, the PPO
+        update being most of what is left). Each env keeps its own state and PRNG key stream, so a
         seed fixes the trajectories as before; the numbers match stepping the envs one by one up
         to float rounding (XLA compiles the vmapped step for the batch size: differences of
         ~1e-7 in the observations, which can change a later discrete event)."""
