@@ -1,7 +1,8 @@
 """SMAX through PettingZooVecEnv: the copies stepped as one vmapped JAX call
 (``SMAXParallelEnv.step_batch``, what the in-process backend does) against one JAX call per
 copy, measured side by side in one run: env steps alone (random actions), and RecurrentPPO
-training with GRSNPolicy (rollouts + PPO updates, the project's MARL settings).
+training with GRSNPolicy (rollouts + PPO updates, the map's settings in ``policies/zoo.py``,
+built by ``policies.training.build_model``).
 
     OMP_NUM_THREADS=1 python examples/bench_smax.py             # 3s_vs_5z, 8 copies
     OMP_NUM_THREADS=1 python examples/bench_smax.py --map 2s3z --copies 16 --repeats 3
@@ -17,8 +18,11 @@ import time
 import numpy as np
 import torch
 
-from policies import GRSNPolicy, PettingZooVecEnv, make_smax
-from policies.training import set_threads
+from policies import PettingZooVecEnv, make_smax, zoo
+from policies.training import build_model, set_threads
+
+#: the SMAX maps with an entry in policies/zoo.py
+MAPS = sorted(task[len("smax-"):] for task in zoo.marl_hyperparams if task.startswith("smax-"))
 
 
 def _venv(map_name: str, copies: int, batched: bool) -> PettingZooVecEnv:
@@ -44,22 +48,21 @@ def env_steps_per_second(map_name: str, copies: int, batched: bool, steps: int) 
 
 
 def train_steps_per_second(map_name: str, copies: int, batched: bool, rollouts: int) -> float:
-    from sb3_contrib import RecurrentPPO
-
     venv = _venv(map_name, copies, batched)
-    model = RecurrentPPO(GRSNPolicy, venv, n_steps=128, batch_size=512, n_epochs=8,
-                         learning_rate=1e-3, seed=0, device="cpu")
-    model.learn(128 * venv.num_envs)  # compiles the numba kernels and the batched step
+    cfg = zoo.config_for(f"smax-{map_name}")
+    model = build_model("grsn", venv, cfg, seed=0, device="cpu")
+    rollout = cfg["n_steps"] * venv.num_envs
+    model.learn(rollout)  # compiles the numba kernels and the batched step
     t0 = time.perf_counter()
-    model.learn(rollouts * 128 * venv.num_envs, reset_num_timesteps=False)
+    model.learn(rollouts * rollout, reset_num_timesteps=False)
     venv.close()
-    return rollouts * 128 * venv.num_envs / (time.perf_counter() - t0)
+    return rollouts * rollout / (time.perf_counter() - t0)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--map", default="3s_vs_5z")
+    p.add_argument("--map", default="3s_vs_5z", choices=MAPS)
     p.add_argument("--copies", type=int, default=8)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--env-steps", type=int, default=300, help="vector steps per env measurement")

@@ -13,10 +13,10 @@ take ``i = relu(a_i)`` from them, as ``torch.relu`` does, NaN included), states 
 The forward also fills ``probe [1]``: the sum over every element of ``(a_f - a_f) + (a_i - a_i)``,
 which is 0 when every pre-activation it read was finite and NaN as soon as one was NaN or
 infinite (``inf - inf`` is NaN); it is summed per neuron inside the loop and over rows after it,
-so the caller reads one number. It costs the loop a
-subtraction and an add per element on data it reads anyway, where a separate check of ``x``
-would read the whole tensor once more (``grsn_sj.ops`` raises on a NaN probe by naming the bad
-element of the user's tensor).
+so the caller reads one number. It costs the loop the read of ``a_f`` (the loop reads ``f``
+otherwise; ``a_i`` it reads anyway), two subtractions and two adds per element, where a separate
+check of ``x`` would read the whole tensor once more (``grsn_sj.ops`` raises on a NaN probe by
+naming the bad element of the user's tensor).
 Rows run in parallel (``prange``); inside a row, time is the outer loop and the ``H`` neurons
 the inner, contiguous loop. Every scalar is passed already cast to the array's dtype so float32
 inputs are computed in float32 like the torch reference.

@@ -191,8 +191,8 @@ class FiniteCheck(NamedTuple):
     """A :func:`check_finite` of the tensor the user passed, handed down to where it runs: a
     module that transforms its input (``GRSN``'s Linear, ``RecurrentGRSN``) passes the check of
     the user's tensor to the fused op, whose CPU kernel probes the gate pre-activations for NaN /
-    inf while it reads them anyway; only when the probe finds one does the check read the user's
-    tensor to name its first bad element. Calling it runs the check now."""
+    inf inside its loop; only when the probe finds one does the check read the user's tensor to
+    name its first bad element. Calling it runs the check now."""
 
     tensor: torch.Tensor
     who: str

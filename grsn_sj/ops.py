@@ -33,9 +33,9 @@ import torch
 from torch import Tensor
 
 from .functional import (
+    FiniteCheck,
     GRSNSequence,
     check_episode_starts,
-    FiniteCheck,
     check_gate_dim,
     check_state_dtype,
     check_threshold,
@@ -364,9 +364,9 @@ def grsn_multi_step(
     :param check_input: ``True``: raise a ValueError naming the first NaN / inf of ``x_seq``;
         ``False`` for a caller that checked the tensor it was given; a
         :class:`~grsn_sj.functional.FiniteCheck` of the caller's own input (e.g. ``GRSN``'s,
-        before its Linear), raised in its name. On the fused CPU op the check costs nothing
-        while the input is finite: the kernel probes the pre-activations as it reads them, and
-        the tensor is searched only when the probe finds a NaN / inf. The torch reference and
+        before its Linear), raised in its name. On the fused CPU op the kernel probes the
+        pre-activations inside its loop (a few percent of the call, ``bench_neuron.py``) and the
+        tensor is searched only when the probe finds a NaN / inf. The torch reference and
         the CUDA op check the tensor with one sum first.
     :returns: :class:`~grsn_sj.functional.GRSNSequence` ``(spike_seq, h_seq, c_seq, v, c)``.
     """

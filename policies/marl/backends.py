@@ -132,8 +132,8 @@ class _LocalBackend:
 
     def _step_together(self) -> None:
         """Every copy with a pending step, stepped by one call of the env class's
-        ``step_batch(envs, action_dicts)`` (e.g. SMAX's vmapped step): the same results as
-        stepping them one by one, in one call instead of ``n_copies``."""
+        ``step_batch(envs, action_dicts)`` (e.g. SMAX's vmapped step): what stepping them one
+        by one gives (for SMAX up to float rounding), in one call instead of ``n_copies``."""
         copies = [c for c, p in enumerate(self._pending) if p is not None and p[0] == "step"]
         runners = [self.runners[c] for c in copies]
         actions = [runner.begin_step(self._pending[c][1]) for c, runner in zip(copies, runners)]

@@ -29,9 +29,9 @@ JaxMARL compiles ``reset`` / ``step_env`` per env object; envs made with the sam
 arguments share one (stateless) JaxMARL env, so the copies of a ``PettingZooVecEnv`` compile once
 per process. ``SMAXParallelEnv.step_batch`` steps several envs as one vmapped call, and
 ``PettingZooVecEnv``'s in-process backend uses it for its copies (one call per vector step instead
-of one per copy); ``step`` is ``step_batch`` of one env. Needs ``pip install 'grsn_sj[smax]'`` (jaxmarl, jax on CPU, Python >= 3.11). This
-module is imported by :func:`policies.make_smax` when called: ``import policies`` does not import
-jax.
+of one per copy); ``step`` is ``step_batch`` of one env. Needs ``pip install 'grsn_sj[smax]'``
+(jaxmarl, jax on CPU, Python >= 3.11). This module is imported by :func:`policies.make_smax`
+when called: ``import policies`` does not import jax.
 """
 from __future__ import annotations
 
@@ -167,8 +167,8 @@ class SMAXParallelEnv(ParallelEnv):
                    ) -> list[tuple[dict, dict, dict, dict, dict]]:
         """``[env.step(a) for env, a in zip(envs, actions)]``, computed as one vmapped call per
         map: :class:`~policies.marl.PettingZooVecEnv`'s in-process copies of one map step
-        together (``examples/bench_smax.py``, 8 copies of 3s_vs_5z on this project's CPU: 1.86x
-        the VecEnv's agent-steps per second, 1.27x for RecurrentPPO with GRSNPolicy, the PPO
+        together (``examples/bench_smax.py``, 8 copies of 3s_vs_5z on this project's CPU: 1.9-2.3x
+        the VecEnv's agent-steps per second, 1.2-1.3x for RecurrentPPO with GRSNPolicy, the PPO
         update being most of what is left). Each env keeps its own state and PRNG key stream, so a
         seed fixes the trajectories as before; the numbers match stepping the envs one by one up
         to float rounding (XLA compiles the vmapped step for the batch size: differences of
