@@ -55,7 +55,7 @@ __all__ = [
     "budget_conflict", "build_model", "check_sweep_options", "load_rows", "make_task_env",
     "needs_ray", "parse_kwargs", "positive_int", "run_all", "run_diagnostic", "run_matrix",
     "run_jobs", "run_one", "run_team", "set_threads", "smooth_curve", "TEAM_CSV_FIELDS",
-    "task_config", "team_curve_path", "train_one",
+    "task_config", "task_env_kwargs", "team_curve_path", "train_one",
 ]
 
 #: policy name -> (algorithm, policy): the names every command line accepts
@@ -74,6 +74,12 @@ POMDP_TASKS = ["CartPole-P-v0", "CartPole-V-v0", "Pendulum-P-v0", "Pendulum-V-v0
 MARL_TASKS = ["spread-PO"]
 #: gymnasium.make arguments of a protocol task (CueRecall with a 15-step gap)
 TASK_KWARGS = {"CueRecall-v0": dict(gap=15)}
+
+
+def task_env_kwargs(task: str, env_kwargs: dict | None = None) -> dict:
+    """The ``gymnasium.make`` arguments of a protocol task: :data:`TASK_KWARGS`'s, with
+    ``env_kwargs`` on top (``{}`` for a task without any)."""
+    return {**TASK_KWARGS.get(task, {}), **(env_kwargs or {})}
 #: the columns of the protocol's CSV (one row per (task, policy, seed))
 CSV_FIELDS = ["task", "policy", "seed", "timesteps", "eval_return", "eval_std", "steps_per_s",
               "firing_rate", "energy_agent_nj", "energy_core_nj", "macs_agent", "acs_agent"]
@@ -126,7 +132,8 @@ def build_model(policy_name: str, env, cfg: dict, seed: int, device: str = "auto
 def make_task_env(task: str, n: int, seed: int, centralised_critic: bool = False,
                   central_state: str = "joint_obs", **env_kwargs):
     """The VecEnv of a task: ``n`` Monitor-wrapped copies of a gymnasium id
-    (:func:`policies.make_env`), or for a PettingZoo task of ``_MARL_ENVS`` a
+    (:func:`policies.make_env`) made with :func:`task_env_kwargs` (so ``CueRecall-v0`` has the
+    protocol's 15-step gap unless ``env_kwargs`` say otherwise), or for a PettingZoo task of ``_MARL_ENVS`` a
     :class:`policies.PettingZooVecEnv` of ``n`` copies (one row per agent), seeded;
     ``centralised_critic``: wrapped in :class:`policies.marl.VecCentralState` with
     ``state=central_state`` (the observations a policy with ``centralised_critic=True`` reads;
@@ -147,7 +154,7 @@ def make_task_env(task: str, n: int, seed: int, centralised_critic: bool = False
     if centralised_critic:
         raise ValueError(f"centralised_critic needs a multi-agent task (one of "
                          f"{sorted(_MARL_ENVS)}), got {task!r}")
-    return make_env(task, n, seed, **env_kwargs)
+    return make_env(task, n, seed, **task_env_kwargs(task, env_kwargs))
 
 
 def set_threads(n: int) -> None:
@@ -342,7 +349,7 @@ def train_one(task: str, policy: str, seed: int, quick: bool,
     if central and POLICIES.get(policy, (None,))[0] is not RecurrentPPO:
         raise ValueError(f"a centralised critic is an option of the recurrent policies, not of "
                          f"{policy!r}")
-    env_kwargs = {**TASK_KWARGS.get(task, {}), **(env_kwargs or {})}
+    env_kwargs = task_env_kwargs(task, env_kwargs)
     cfg = task_config(task, quick, timesteps)
     torch.manual_seed(seed)
     env = make_task_env(task, _n_env_copies(cfg), seed, **central, **env_kwargs)

@@ -219,6 +219,16 @@ def test_task_config_shrinks_for_quick_and_replaces_the_budget():
     assert (marl["n_timesteps"], marl["n_copies"], marl["n_steps"]) == (500, 2, 64)
 
 
+def test_make_task_env_gives_cue_recall_the_protocols_gap_unless_told_otherwise():
+    # every runner builds its env here (quick_levers, diagnose_learning, train_one): a runner
+    # that called it without the task's kwargs trained CueRecall with the env's default gap 5
+    venv = training.make_task_env("CueRecall-v0", 2, 0)
+    assert [e.unwrapped.gap for e in venv.envs] == [15, 15]
+    assert training.make_task_env("CueRecall-v0", 1, 0, gap=3).envs[0].unwrapped.gap == 3
+    assert training.task_env_kwargs("CartPole-P-v0") == {}
+    assert training.task_env_kwargs("CueRecall-v0", {"noise": 0.1}) == dict(gap=15, noise=0.1)
+
+
 def test_positive_int_is_an_argparse_type_quoting_the_input():
     import argparse
 
