@@ -47,6 +47,7 @@ __all__ = [
     "initial_membrane",
     "beta_from_tau",
     "check_threshold",
+    "forget_bias_init",
     "check_tau",
     "check_tau_above_one",
     "decay_logits",
@@ -93,6 +94,38 @@ def check_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
+
+
+ForgetBias = Union[float, tuple[float, float]]
+
+
+def forget_bias_init(forget_bias: ForgetBias, hidden: int) -> torch.Tensor:
+    """The initial forget-gate biases of ``hidden`` neurons: one number for all of them, or a
+    ``(low, high)`` pair spaced evenly over the neurons (neuron ``j`` gets
+    ``low + (high - low) * j / (hidden - 1)``). With bias ``b`` and no input, ``F = sigmoid(b)``,
+    so the gated current keeps a fraction ``sigmoid(b) ** k`` of what it held ``k`` steps before:
+    a range of biases gives a range of memory time scales (0: half per step; 3: about 0.5 after
+    15 steps).
+
+    Raises:
+        TypeError: ``forget_bias`` is neither a real number nor a pair of them.
+        ValueError: a value is not finite, or a sequence does not hold exactly two values.
+    """
+    def real(value) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"forget_bias must be a float or a (low, high) pair of floats, got "
+                            f"{forget_bias!r}; e.g. forget_bias=0.0 or forget_bias=(0.0, 3.0)")
+        if not math.isfinite(value):
+            raise ValueError(f"forget_bias must be finite, got {forget_bias!r}")
+        return float(value)
+
+    if isinstance(forget_bias, (tuple, list)):
+        if len(forget_bias) != 2:
+            raise ValueError(f"forget_bias as a sequence must be a (low, high) pair, got "
+                             f"{forget_bias!r}")
+        low, high = (real(v) for v in forget_bias)
+        return torch.linspace(low, high, hidden) if hidden > 1 else torch.tensor([low])
+    return torch.full((hidden,), real(forget_bias))
 
 
 def check_threshold(v_threshold: float) -> float:

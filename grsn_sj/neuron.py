@@ -18,6 +18,7 @@ from spikingjelly.activation_based.neuron import BaseNode
 
 from .functional import (
     FiniteCheck,
+    ForgetBias,
     GRSNSequence,
     apply_episode_start,
     beta_from_tau,
@@ -29,6 +30,7 @@ from .functional import (
     check_threshold,
     check_v_reset,
     decay_logits,
+    forget_bias_init,
     finite_check,
     grsn_charge,
     grsn_fire_reset,
@@ -285,8 +287,10 @@ class GRSN(nn.Module):
     :param in_features: input features.
     :param hidden_features: number of GRSN neurons ``H``.
     :param bias: whether the gate projection has a bias.
-    :param forget_bias: initial value of the forget-gate bias (0 as in the paper; positive values
-        make the gated current keep more of its past at initialisation).
+    :param forget_bias: initial forget-gate bias (0 as in the paper; positive values make the
+        gated current keep more of its past at initialisation): one number for every neuron, or
+        a ``(low, high)`` pair spaced evenly over the neurons, i.e. a range of memory time
+        scales (:func:`~grsn_sj.functional.forget_bias_init`).
     :param input_bias: added to the input pre-activation's initial bias (0 = PyTorch's default
         init; about 1 makes the neurons fire at initialisation for inputs of order 1, since the
         steady-state membrane is ``relu(a_i)`` and the threshold is 1).
@@ -306,7 +310,7 @@ class GRSN(nn.Module):
     """
 
     def __init__(self, in_features: int, hidden_features: int, bias: bool = True,
-                 forget_bias: float = 0.0, input_bias: float = 0.0,
+                 forget_bias: ForgetBias = 0.0, input_bias: float = 0.0,
                  spike_recurrence: bool = False, **node_kwargs):
         super().__init__()
         self.in_features = check_positive_int(in_features, "in_features")
@@ -317,9 +321,10 @@ class GRSN(nn.Module):
         self.fc = nn.Linear(in_features, 2 * hidden_features, bias=bias)
         if bias:
             with torch.no_grad():
-                self.fc.bias[:hidden_features].fill_(float(forget_bias))
+                self.fc.bias[:hidden_features].copy_(
+                    forget_bias_init(forget_bias, hidden_features))
                 self.fc.bias[hidden_features:].add_(float(input_bias))
-        elif forget_bias or input_bias:
+        elif (forget_bias_init(forget_bias, hidden_features).any() or input_bias):
             raise ValueError("forget_bias / input_bias need bias=True")
         self.node = GRSNNode(size=hidden_features, **node_kwargs)
         self.spike_recurrence = spike_recurrence

@@ -9,6 +9,7 @@ from spikingjelly.activation_based import surrogate
 
 from .functional import (
     FiniteCheck,
+    ForgetBias,
     check_episode_starts,
     check_float_input,
     check_positive_int,
@@ -74,7 +75,8 @@ class RecurrentGRSN(nn.Module):
     :param hidden_size: neurons per layer ``H``.
     :param num_layers: stacked GRSN layers.
     :param bias: gate projections with bias.
-    :param forget_bias: initial forget-gate bias of every layer (0 = the paper).
+    :param forget_bias: initial forget-gate bias of every layer (0 = the paper): one number, or a
+        ``(low, high)`` pair spaced evenly over each layer's neurons (see :class:`~grsn_sj.GRSN`).
     :param input_bias: added to the initial input-gate bias of every layer (see
         :class:`~grsn_sj.GRSN`).
     :param tau, v_threshold, v_reset, surrogate_function, detach_reset, learnable_tau, backend:
@@ -99,7 +101,7 @@ class RecurrentGRSN(nn.Module):
         hidden_size: int,
         num_layers: int = 1,
         bias: bool = True,
-        forget_bias: float = 0.0,
+        forget_bias: ForgetBias = 0.0,
         input_bias: float = 0.0,
         tau: float = 2.0,
         v_threshold: float = 1.0,

@@ -34,7 +34,7 @@ from stable_baselines3.common.type_aliases import Schedule
 from spikingjelly.activation_based import surrogate
 from torch import nn
 
-from grsn_sj.functional import check_positive_int
+from grsn_sj.functional import ForgetBias, check_positive_int
 
 from .central import central_critic_extractor, central_policy_kwargs
 from .cores import GRSNCore, GRUCore, LIFCore, NoTAPCore, SpikingCore
@@ -327,9 +327,10 @@ class GRSNPolicy(SpikingRecurrentPolicy):
     """Gated recurrent spiking neurons under TAP, for RecurrentPPO.
 
     Memory core: :class:`grsn_sj.RecurrentGRSN` (one neuron update per env step, state reset at
-    episode starts inside the fused op). Two defaults differ from the base class (and from the
+    episode starts inside the fused op). The defaults below differ from the base class (and from the
     paper's agent, :class:`PaperGRSNPolicy`), because with them GRSN learns what the LSTM
-    learns on position-only POMDPs (docs/RESULTS.md, "The learning gap"):
+    learns on position-only POMDPs (docs/RESULTS.md, "The learning gap" and the version
+    sections above it):
 
     - ``readout="spikes+obs"``: the heads see the spikes and an embedding of the current
       observation (the paper's shortcut), so the spikes need to carry only what the observation
@@ -350,18 +351,26 @@ class GRSNPolicy(SpikingRecurrentPolicy):
       scale set by its threshold: on raw CartPole-P the pole angle stays within about +-0.1 rad
       and its changes were below what the spikes resolved; with standardised inputs GRSN's
       return there goes from 176 to 426 (6 seeds), and CartPole-V, Pendulum-P and
-      LunarLander-P/-V gain too (docs/RESULTS.md, "Version 0.4"). It costs the 15-step cue
-      recall, whose inputs are already +-1 indicators (standardised: +-4), 5 seeds of 20
-      (0.3: 1 of 20); ``obs_scale=0.5`` keeps the recall (2 of 20) but loses most of the gain on
-      Pendulum-P, CartPole-V and LunarLander-V, so the default is VecNormalize's unit scale.
-      With a ``VecNormalize`` env already, the policy's statistics stay near zero mean and unit
-      variance, and ``normalize_obs=False`` is the leaner choice.
+      LunarLander-P/-V gain too (docs/RESULTS.md, "Version 0.4"). With a ``VecNormalize`` env
+      already, the policy's statistics stay near zero mean and unit variance, and
+      ``normalize_obs=False`` is the leaner choice.
+    - ``forget_bias=(0.0, 3.0)``: the forget gates' initial biases spaced evenly from 0 to 3
+      over the neurons, so the layer starts with a range of memory time scales: with no input
+      the gated current of a neuron with bias ``b`` keeps ``sigmoid(b) ** k`` of itself after
+      ``k`` steps (bias 0, the paper's: half per step, nothing after 15 steps; bias 3: about
+      half after 15). With the paper's 0 everywhere a 15-step memory has no gradient path at
+      initialisation, and standardised (larger) inputs made its discovery unreliable (15-step
+      cue recall on 9 seeds of 20); one bias of 3 for all neurons recalls on 19 of 20 but lost a
+      held-out velocity-masked POMDP (Acrobot) on 2 seeds of 3 and part of Pendulum-P, which
+      need fast neurons; the range keeps both (docs/RESULTS.md, "Version 0.5").
 
     ``readout="spikes", aux_loss=None, normalize_obs=False`` gives the earlier, purely spiking
     policy. Extra arguments on top of :class:`SpikingRecurrentPolicy`'s:
 
     :param learnable_tau: per-neuron learnable membrane decay.
-    :param forget_bias: initial forget-gate bias (0 = the paper's initialisation).
+    :param forget_bias: initial forget-gate bias: one number for all neurons (0 = the paper's
+        initialisation) or a ``(low, high)`` pair spaced evenly over the neurons
+        (:func:`grsn_sj.functional.forget_bias_init`).
     :param backend: ``'auto'`` / ``'torch'`` / ``'numba'`` / ``'cupy'`` for the fused op.
     :param spike_recurrence: the spec's variant where the gates also see the previous spikes
         (per-step loop instead of the fused op; see :class:`grsn_sj.RecurrentGRSN`).
@@ -378,7 +387,8 @@ class GRSNPolicy(SpikingRecurrentPolicy):
     def __init__(self, *args, readout: str = "spikes+obs", shortcut_dim: Optional[int] = None,
                  aux_loss: Optional[str] = "obs_diff", aux_coef: float = 3.0,
                  normalize_obs: bool = True, learnable_tau: bool = False,
-                 forget_bias: float = 0.0, backend: str = "auto", spike_recurrence: bool = False,
+                 forget_bias: ForgetBias = (0.0, 3.0), backend: str = "auto",
+                 spike_recurrence: bool = False,
                  **kwargs):
         self.grsn_kwargs = dict(learnable_tau=learnable_tau, forget_bias=forget_bias,
                                 backend=backend, spike_recurrence=spike_recurrence)
@@ -398,18 +408,19 @@ class GRSNPolicy(SpikingRecurrentPolicy):
 class PaperGRSNPolicy(GRSNPolicy):
     """The paper's GRSN agent as far as the policy goes: the observation shortcut in the readout
     (an embedding of 32), no auxiliary loss, no observation normalisation in the policy,
-    PyTorch's default initialisation (``input_bias=0``), 128 neurons. Every argument of :class:`GRSNPolicy` still applies and
+    PyTorch's default initialisation (``input_bias=0``, ``forget_bias=0``), 128 neurons. Every argument of :class:`GRSNPolicy` still applies and
     overrides these. The paper's agent also
     feeds the previous action and reward: wrap the env in :class:`policies.PrevActionRewardWrapper`
     (``policies.make_env(..., prev_action_reward=True)``)."""
 
     def __init__(self, *args, readout: str = "spikes+obs", shortcut_dim: int = 32,
                  aux_loss: Optional[str] = None, input_bias: float = 0.0,
-                 normalize_obs: bool = False, **kwargs):
+                 normalize_obs: bool = False, forget_bias: ForgetBias = 0.0, **kwargs):
         if not any(k in kwargs for k in ("grsn_hidden_size", "lstm_hidden_size")):
             kwargs["grsn_hidden_size"] = 128
         super().__init__(*args, readout=readout, shortcut_dim=shortcut_dim, aux_loss=aux_loss,
-                         input_bias=input_bias, normalize_obs=normalize_obs, **kwargs)
+                         input_bias=input_bias, normalize_obs=normalize_obs,
+                         forget_bias=forget_bias, **kwargs)
 
 
 class LIFPolicy(SpikingRecurrentPolicy):

@@ -220,6 +220,33 @@ def test_block_is_linear_plus_node():
     assert torch.equal(y, node(block.fc(x)))
 
 
+def test_forget_bias_range_gives_each_neuron_its_memory_time_scale():
+    block = GRSN(3, 4, forget_bias=(0.0, 3.0), step_mode="m")
+    assert torch.equal(block.fc.bias[:4], torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    assert torch.equal(GRSN(3, 1, forget_bias=[0.5, 2.0]).fc.bias[:1], torch.tensor([0.5]))
+    # with a constant input the gated current's difference between two histories shrinks by
+    # sigmoid(bias) per step: neuron j keeps sigmoid(b_j) ** 15 of it after 15 steps
+    x = torch.zeros(16, 2, 3)
+    x[0, 0] = 1.0
+    c = block.multi_step_sequence(x, torch.zeros(2, 4), torch.zeros(2, 4)).c
+    with torch.no_grad():
+        gates = block.fc(x[0])
+        written = (1 - torch.sigmoid(gates[:, :4])) * torch.relu(gates[:, 4:])  # c after step 0
+        expected = (written[0] - written[1]) * torch.sigmoid(block.fc.bias[:4]) ** 15
+    torch.testing.assert_close(c[0] - c[1], expected)
+
+
+@pytest.mark.parametrize("forget_bias, err, match", [
+    ("2", TypeError, "forget_bias must be a float or a \\(low, high\\) pair.*'2'"),
+    ((0.0, 1.0, 2.0), ValueError, "a \\(low, high\\) pair, got \\(0.0, 1.0, 2.0\\)"),
+    ((0.0, float("nan")), ValueError, "must be finite"),
+    (True, TypeError, "got True"),
+])
+def test_forget_bias_bad_values_are_named(forget_bias, err, match):
+    with pytest.raises(err, match=match):
+        GRSN(3, 4, forget_bias=forget_bias)
+
+
 def test_block_in_sequential_single_and_multi_step():
     torch.manual_seed(0)
     net = nn.Sequential(GRSN(4, 16), nn.Linear(16, 2))

@@ -311,6 +311,10 @@ def test_shipped_defaults_and_the_paper_preset():
     assert core.output_dim == 64 + 64 and pol.action_net.in_features == 64  # through the MLP
     assert pol.aux_kwargs["aux_loss"] == "obs_diff" and pol.aux_kwargs["aux_coef"] == 3.0
     assert pol.obs_normalizer is not None and pol.obs_normalizer.clip_obs == 10.0
+    # forget-gate biases spaced from 0 to 3 over the neurons, in the actor's and critic's cores
+    for grsn_core in (pol.lstm_actor, pol.lstm_critic):
+        torch.testing.assert_close(grsn_core.grsn.layers[0].fc.bias[:64].detach(),
+                                   torch.linspace(0.0, 3.0, 64))
     small = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, seed=0,
                          policy_kwargs=dict(lstm_hidden_size=32)).policy
     assert small.lstm_actor.shortcut[0].out_features == 32  # as wide as the spiking layer
@@ -319,6 +323,7 @@ def test_shipped_defaults_and_the_paper_preset():
     assert paper.lstm_actor.shortcut[0].out_features == 32
     assert paper.lstm_actor.hidden_size == 128 and paper.aux_decoder is None
     assert paper.core_kwargs["input_bias"] == 0.0 and paper.obs_normalizer is None
+    assert torch.count_nonzero(paper.lstm_actor.grsn.layers[0].fc.bias[:128]) == 0
 
 
 def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
@@ -341,3 +346,11 @@ def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
         obs = np.zeros((1, 2), dtype=np.float32)
         assert np.array_equal(loaded.predict(obs, deterministic=True)[0],
                               model.predict(obs, deterministic=True)[0])
+    # 0.4's forget-gate bias (0) only initialised the weights: its models load as they are
+    model = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=0,
+                         policy_kwargs=dict(lstm_hidden_size=16, forget_bias=0.0))
+    model.save(tmp_path / "0.4")
+    loaded = RecurrentPPO.load(tmp_path / "0.4", custom_objects={
+        "policy_kwargs": dict(lstm_hidden_size=16)})
+    for a, b in zip(loaded.policy.state_dict().values(), model.policy.state_dict().values()):
+        assert torch.equal(a, b)
