@@ -25,8 +25,8 @@ clip_obs)``: VecNormalize's rule with its defaults when ``scale = 1``. ``scale``
 spread of what the first layer sees (a spiking layer has an operating range set by its
 threshold; :class:`policies.GRSNPolicy` uses 1, its ``obs_scale`` changes it). Which entries:
 a ``Box`` observation that is not an image; in a ``Dict``, each such ``Box`` entry; anything
-else (images, which the Cnn extractors scale, and ``Discrete`` / ``MultiDiscrete`` / ``MultiBinary``, which are one-hot
-encoded) passes unchanged.
+else (images, which the Cnn extractors scale, and ``Discrete`` / ``MultiDiscrete`` /
+``MultiBinary``, which are one-hot encoded) passes unchanged.
 
 The statistics are buffers of the policy: saved, loaded and moved with it. The normalisation is
 a per-entry affine map before the first layer (foldable into that layer's weights), so it adds
