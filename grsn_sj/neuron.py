@@ -30,8 +30,8 @@ from .functional import (
     check_threshold,
     check_v_reset,
     decay_logits,
-    forget_bias_init,
     finite_check,
+    forget_bias_init,
     grsn_charge,
     grsn_fire_reset,
     grsn_step,
@@ -324,7 +324,7 @@ class GRSN(nn.Module):
                 self.fc.bias[:hidden_features].copy_(
                     forget_bias_init(forget_bias, hidden_features))
                 self.fc.bias[hidden_features:].add_(float(input_bias))
-        elif (forget_bias_init(forget_bias, hidden_features).any() or input_bias):
+        elif forget_bias_init(forget_bias, hidden_features).any() or input_bias:
             raise ValueError("forget_bias / input_bias need bias=True")
         self.node = GRSNNode(size=hidden_features, **node_kwargs)
         self.spike_recurrence = spike_recurrence

@@ -408,8 +408,8 @@ class GRSNPolicy(SpikingRecurrentPolicy):
 class PaperGRSNPolicy(GRSNPolicy):
     """The paper's GRSN agent as far as the policy goes: the observation shortcut in the readout
     (an embedding of 32), no auxiliary loss, no observation normalisation in the policy,
-    PyTorch's default initialisation (``input_bias=0``, ``forget_bias=0``), 128 neurons. Every argument of :class:`GRSNPolicy` still applies and
-    overrides these. The paper's agent also
+    PyTorch's default initialisation (``input_bias=0``, ``forget_bias=0``), 128 neurons. Every
+    argument of :class:`GRSNPolicy` still applies and overrides these. The paper's agent also
     feeds the previous action and reward: wrap the env in :class:`policies.PrevActionRewardWrapper`
     (``policies.make_env(..., prev_action_reward=True)``)."""
 

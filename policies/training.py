@@ -74,12 +74,6 @@ POMDP_TASKS = ["CartPole-P-v0", "CartPole-V-v0", "Pendulum-P-v0", "Pendulum-V-v0
 MARL_TASKS = ["spread-PO"]
 #: gymnasium.make arguments of a protocol task (CueRecall with a 15-step gap)
 TASK_KWARGS = {"CueRecall-v0": dict(gap=15)}
-
-
-def task_env_kwargs(task: str, env_kwargs: dict | None = None) -> dict:
-    """The ``gymnasium.make`` arguments of a protocol task: :data:`TASK_KWARGS`'s, with
-    ``env_kwargs`` on top (``{}`` for a task without any)."""
-    return {**TASK_KWARGS.get(task, {}), **(env_kwargs or {})}
 #: the columns of the protocol's CSV (one row per (task, policy, seed))
 CSV_FIELDS = ["task", "policy", "seed", "timesteps", "eval_return", "eval_std", "steps_per_s",
               "firing_rate", "energy_agent_nj", "energy_core_nj", "macs_agent", "acs_agent"]
@@ -129,12 +123,18 @@ def build_model(policy_name: str, env, cfg: dict, seed: int, device: str = "auto
                 tensorboard_log=tensorboard_log, verbose=verbose, **algo_kwargs)
 
 
+def task_env_kwargs(task: str, env_kwargs: dict | None = None) -> dict:
+    """The ``gymnasium.make`` arguments of a protocol task: :data:`TASK_KWARGS`'s, with
+    ``env_kwargs`` on top (``{}`` for a task without any)."""
+    return {**TASK_KWARGS.get(task, {}), **(env_kwargs or {})}
+
+
 def make_task_env(task: str, n: int, seed: int, centralised_critic: bool = False,
                   central_state: str = "joint_obs", **env_kwargs):
     """The VecEnv of a task: ``n`` Monitor-wrapped copies of a gymnasium id
     (:func:`policies.make_env`) made with :func:`task_env_kwargs` (so ``CueRecall-v0`` has the
-    protocol's 15-step gap unless ``env_kwargs`` say otherwise), or for a PettingZoo task of ``_MARL_ENVS`` a
-    :class:`policies.PettingZooVecEnv` of ``n`` copies (one row per agent), seeded;
+    protocol's 15-step gap unless ``env_kwargs`` say otherwise), or for a PettingZoo task of
+    ``_MARL_ENVS`` a :class:`policies.PettingZooVecEnv` of ``n`` copies (one row per agent), seeded;
     ``centralised_critic``: wrapped in :class:`policies.marl.VecCentralState` with
     ``state=central_state`` (the observations a policy with ``centralised_critic=True`` reads;
     PettingZoo tasks only; ``"env"``: the env's own global state, e.g. SMAX's world state)."""
