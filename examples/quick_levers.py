@@ -19,8 +19,10 @@ Tasks:
 - any id of ``policies/zoo.py``: the table's settings and budget; 20 episodes on 4 fresh env
   copies seeded ``seed + 10000``, deterministic and sampled.
 
-Each run appends one JSON line (task, policy, policy_kwargs, seed, det, sampled, seconds) to
-``--out`` and prints it. One thread per run (``--threads``).
+Each run appends one JSON line (task, policy, policy_kwargs, seed, det, sampled, seconds; on a
+zoo task without ``--normalize`` also the deployed actor's energy per decision, counted as
+``reproduce.py`` counts it: ``energy_agent_nj``, ``energy_core_nj``, ``macs_agent``,
+``acs_agent``) to ``--out`` and prints it. One thread per run (``--threads``).
 """
 from __future__ import annotations
 
@@ -44,8 +46,10 @@ from policies.training import (
     add_kwargs_option,
     add_threads_option,
     build_model,
+    energy_of,
     make_task_env,
     set_threads,
+    task_env_kwargs,
 )
 
 #: sb3-contrib's test_ppo_lstm_performance, as written there
@@ -90,6 +94,7 @@ def eval_env(task: str, seed: int, train_env):
 def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool = False) -> dict:
     algo, policy_class = POLICIES[policy]
     t0 = time.time()
+    energy = {}
     if task == "perf":
         env = VecNormalize(make_vec_env(_perf_env, n_envs=8, seed=seed))
         model = algo(policy_class, env, seed=seed, verbose=0,
@@ -108,11 +113,13 @@ def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool 
                               deterministic=True)[0]
         sampled = evaluate_policy(model, eval_env(task, seed, env), n_eval_episodes=20,
                                   deterministic=False)[0]
+        if not normalize:  # the deployed actor's energy, as reproduce.py counts it
+            energy = energy_of(model, task, seed, task_env_kwargs(task))
     if normalize:
         task = f"{task}+VecNormalize"
     return dict(task=task, policy=policy, policy_kwargs=repr(policy_kwargs), seed=seed,
                 det=round(float(det), 1), sampled=round(float(sampled), 1),
-                seconds=round(time.time() - t0))
+                seconds=round(time.time() - t0), **energy)
 
 
 def main(argv=None) -> int:

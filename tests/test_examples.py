@@ -480,3 +480,17 @@ def test_quick_levers_normalize_evaluates_with_the_training_statistics(capsys):
     with pytest.raises(SystemExit) as exc:
         quick_levers.main(["--task", "perf", "--normalize"])
     assert exc.value.code == 2 and "normalises its observations already" in capsys.readouterr().err
+
+
+def test_quick_levers_reports_the_deployed_actors_energy(monkeypatch):
+    def tiny(task):  # the task's settings with a budget of one rollout
+        cfg = zoo.hyperparams[task].copy()
+        return {**cfg, "n_timesteps": cfg["n_envs"] * cfg["n_steps"]}
+
+    monkeypatch.setattr(quick_levers.zoo, "config_for", tiny)
+    row = quick_levers.run("CueRecall-v0", "grsn", 0, {})
+    assert row["energy_agent_nj"] > row["energy_core_nj"] > 0
+    assert row["macs_agent"] > 0 and row["acs_agent"] > 0
+    # under VecNormalize the actor sees other inputs than reproduce.py's: no energy
+    row = quick_levers.run("CueRecall-v0", "grsn", 0, {}, normalize=True)
+    assert "energy_agent_nj" not in row and {"det", "sampled"} <= set(row)
