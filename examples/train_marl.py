@@ -8,7 +8,7 @@ every agent (one VecEnv row per (copy, agent), one recurrent state per agent).
 
 Envs: spread-PO (mpe2 simple_spread_v3, N=3, partially observed: nearest agent and 2 nearest
 landmarks), speaker-listener (mpe2 simple_speaker_listener_v4, heterogeneous: padded
-observations/actions + agent id), smax-2s3z and smax-3s_vs_5z (JaxMARL's SMAX, SMAC-like
+observations/actions + agent id), smax-2s3z, smax-3s_vs_5z and smax-8m (JaxMARL's SMAX, SMAC-like
 maps; needs pip install 'grsn_sj[smax]'; the win rate is printed too). Policies: grsn
 (GRSNPolicy), lif (LIF under TAP), notap (spiking without TAP), lstm (MlpLstmPolicy), gru, mlp
 (PPO, no memory).

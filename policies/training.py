@@ -85,6 +85,7 @@ _MARL_ENVS = {
     # SMAX (JaxMARL; pip install 'grsn_sj[smax]'): SMAC-like maps, one agent per allied unit
     "smax-2s3z": dict(env_fn=functools.partial(make_smax, "2s3z"), agent_id=False),
     "smax-3s_vs_5z": dict(env_fn=functools.partial(make_smax, "3s_vs_5z"), agent_id=False),
+    "smax-8m": dict(env_fn=functools.partial(make_smax, "8m"), agent_id=False),
 }
 
 

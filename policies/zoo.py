@@ -75,6 +75,7 @@ marl_hyperparams: dict[str, dict] = {
     # SMAX maps (examples/train_marl.py --env smax-2s3z): the same settings, a longer budget
     "smax-2s3z": {**copy.deepcopy(_MARL), "n_timesteps": 1_000_000},
     "smax-3s_vs_5z": {**copy.deepcopy(_MARL), "n_timesteps": 1_000_000},
+    "smax-8m": {**copy.deepcopy(_MARL), "n_timesteps": 1_000_000},
 }
 
 

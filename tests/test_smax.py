@@ -268,3 +268,15 @@ def test_vecenv_copies_step_together_and_stay_seeded():
 
     first = run()
     assert all(np.array_equal(a, b) for a, b in zip(first, run()))
+
+
+def test_every_smax_task_of_the_tables_builds_one_row_per_allied_unit():
+    from policies import training, zoo
+
+    units = {"smax-2s3z": 5, "smax-3s_vs_5z": 3, "smax-8m": 8}
+    assert {t for t in zoo.marl_hyperparams if t.startswith("smax-")} == set(units)
+    for task, n in units.items():
+        venv = training.make_task_env(task, 2, 0)
+        assert venv.num_envs == 2 * n, task
+        assert venv.reset().shape[0] == 2 * n
+        venv.close()

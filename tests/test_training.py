@@ -250,3 +250,8 @@ def test_kwargs_option_parses_at_parse_time_and_refuses_malformed_items(capsys):
     with pytest.raises(SystemExit) as exc:
         p.parse_args(["--policy-kwargs", "novalue"])
     assert exc.value.code == 2 and "'novalue'" in capsys.readouterr().err
+
+
+def test_every_multi_agent_task_of_the_zoo_table_has_an_env():
+    # the command lines offer zoo.marl_hyperparams' tasks; make_task_env builds _MARL_ENVS' ones
+    assert set(zoo.marl_hyperparams) == set(training._MARL_ENVS)
