@@ -49,7 +49,6 @@ from policies.training import (
     energy_of,
     make_task_env,
     set_threads,
-    task_env_kwargs,
 )
 
 #: sb3-contrib's test_ppo_lstm_performance, as written there
@@ -114,7 +113,7 @@ def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool 
         sampled = evaluate_policy(model, eval_env(task, seed, env), n_eval_episodes=20,
                                   deterministic=False)[0]
         if not normalize:  # the deployed actor's energy, as reproduce.py counts it
-            energy = energy_of(model, task, seed, task_env_kwargs(task))
+            energy = energy_of(model, task, seed, {})  # make_task_env adds the task's kwargs
     if normalize:
         task = f"{task}+VecNormalize"
     return dict(task=task, policy=policy, policy_kwargs=repr(policy_kwargs), seed=seed,
