@@ -16,12 +16,12 @@ Tasks:
   ``lstm_hidden_size=64``, ``ortho_init=False``, ``enable_critic_lstm=True``, 50k steps; the
   test passes at a mean of 450 over 10 deterministic episodes on the training env. Evaluated the
   same way here (10 episodes, on the training ``VecNormalize`` env), and also with sampled actions.
-- any id of ``policies/zoo.py``: the table's settings and budget; 20 episodes on 4 fresh env
-  copies seeded ``seed + 10000``, deterministic and sampled.
+- any id of ``policies/zoo.py``: the table's settings (``--hyperparams`` on top) and budget;
+  20 episodes on 4 fresh env copies seeded ``seed + 10000``, deterministic and sampled.
 
-Each run appends one JSON line (task, policy, policy_kwargs, seed, det, sampled, seconds; on a
-zoo task without ``--normalize`` also the deployed actor's energy per decision, counted as
-``reproduce.py`` counts it: ``energy_agent_nj``, ``energy_core_nj``, ``macs_agent``,
+Each run appends one JSON line (task, policy, policy_kwargs, hyperparams if given, seed, det,
+sampled, seconds; on a zoo task without ``--normalize`` also the deployed actor's energy per
+decision, counted as ``reproduce.py`` counts it: ``energy_agent_nj``, ``energy_core_nj``, ``macs_agent``,
 ``acs_agent``) to ``--out`` and prints it. One thread per run (``--threads``).
 """
 from __future__ import annotations
@@ -49,6 +49,7 @@ from policies.training import (
     energy_of,
     make_task_env,
     set_threads,
+    task_config,
 )
 
 #: sb3-contrib's test_ppo_lstm_performance, as written there
@@ -90,7 +91,8 @@ def eval_env(task: str, seed: int, train_env):
     return env
 
 
-def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool = False) -> dict:
+def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool = False,
+        hyperparams: dict | None = None) -> dict:
     algo, policy_class = POLICIES[policy]
     t0 = time.time()
     energy = {}
@@ -102,7 +104,7 @@ def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool 
         det = evaluate_policy(model, env, n_eval_episodes=10, deterministic=True)[0]
         sampled = evaluate_policy(model, env, n_eval_episodes=10, deterministic=False)[0]
     else:
-        cfg = zoo.config_for(task)
+        cfg = task_config(task, False, hyperparams=hyperparams)
         env = make_task_env(task, cfg["n_envs"], seed)
         if normalize:  # RL Zoo's `normalize: true`, observations only
             env = VecNormalize(env, norm_reward=False)
@@ -116,7 +118,8 @@ def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool 
             energy = energy_of(model, task, seed, {})  # make_task_env adds the task's kwargs
     if normalize:
         task = f"{task}+VecNormalize"
-    return dict(task=task, policy=policy, policy_kwargs=repr(policy_kwargs), seed=seed,
+    extra = dict(hyperparams=repr(hyperparams)) if hyperparams else {}
+    return dict(task=task, policy=policy, policy_kwargs=repr(policy_kwargs), **extra, seed=seed,
                 det=round(float(det), 1), sampled=round(float(sampled), 1),
                 seconds=round(time.time() - t0), **energy)
 
@@ -128,6 +131,8 @@ def main(argv=None) -> int:
     p.add_argument("--policy", default="grsn", choices=[k for k in POLICIES if k != "mlp"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     add_kwargs_option(p, "--policy-kwargs", "policy_kwargs on top of the task's")
+    add_kwargs_option(p, "--hyperparams", "algorithm arguments on top of the task's (RL Zoo's "
+                      "--hyperparams; e.g. the settings examples/tune_ppo.py found)")
     p.add_argument("--normalize", action="store_true",
                    help="train on VecNormalize'd observations (RL Zoo's normalize: true; "
                         "evaluation uses the training statistics); not for --task perf, which "
@@ -136,13 +141,16 @@ def main(argv=None) -> int:
     add_threads_option(p)
     args = p.parse_args(argv)
     kwargs = args.policy_kwargs
+    if args.hyperparams and args.task == "perf":
+        p.error("--task perf runs sb3-contrib's test settings as written; --hyperparams is for "
+                "the zoo tasks")
     if args.normalize and args.task == "perf":
         p.error("--task perf normalises its observations already (sb3-contrib's test does)")
     set_threads(args.threads)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     for seed in args.seeds:
         try:
-            row = run(args.task, args.policy, seed, kwargs, args.normalize)
+            row = run(args.task, args.policy, seed, kwargs, args.normalize, args.hyperparams)
         except (TypeError, ValueError) as exc:
             p.exit(2, f"{p.prog}: error: {exc}\n")
         with open(args.out, "a") as f:

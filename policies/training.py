@@ -52,10 +52,10 @@ from .recurrent import _LSTM_ALIASES, GRSNPolicy, GRUPolicy, LIFPolicy, LSTMPoli
 __all__ = [
     "CRITICS", "CSV_FIELDS", "Diagnostic", "JobsFailed", "MARL_TASKS", "POLICIES", "POMDP_TASKS",
     "TASK_KWARGS", "Trained", "add_sweep_options", "add_threads_option", "append_row",
-    "budget_conflict", "build_model", "check_sweep_options", "load_rows", "make_task_env",
-    "needs_ray", "parse_kwargs", "positive_int", "run_all", "run_diagnostic", "run_matrix",
-    "run_jobs", "run_one", "run_team", "set_threads", "smooth_curve", "TEAM_CSV_FIELDS",
-    "task_config", "task_env_kwargs", "team_curve_path", "train_one",
+    "budget_conflict", "build_model", "check_hyperparams", "check_sweep_options", "load_rows",
+    "make_task_env", "needs_ray", "parse_kwargs", "positive_int", "run_all", "run_diagnostic",
+    "run_matrix", "run_jobs", "run_one", "run_team", "set_threads", "smooth_curve",
+    "TEAM_CSV_FIELDS", "task_config", "task_env_kwargs", "team_curve_path", "train_one",
 ]
 
 #: policy name -> (algorithm, policy): the names every command line accepts
@@ -287,10 +287,13 @@ class CurveCallback(BaseCallback):
         return True
 
 
-def task_config(task: str, quick: bool, timesteps: int | None = None) -> dict:
-    """The task's hyperparameters (:func:`policies.zoo.config_for`), shrunk for ``quick``;
-    ``timesteps`` replaces the budget."""
+def task_config(task: str, quick: bool, timesteps: int | None = None,
+                hyperparams: dict | None = None) -> dict:
+    """The task's hyperparameters (:func:`policies.zoo.config_for`), with ``hyperparams``
+    (algorithm arguments, e.g. ``{"learning_rate": 3e-4}``: RL Zoo's ``--hyperparams``) on top,
+    shrunk for ``quick``; ``timesteps`` replaces the budget."""
     cfg = zoo.config_for(task)
+    cfg.update(check_hyperparams(hyperparams))
     if quick:
         if _is_marl(task):
             cfg.update(n_timesteps=3000, n_copies=2, n_steps=64, batch_size=128)
@@ -299,6 +302,23 @@ def task_config(task: str, quick: bool, timesteps: int | None = None) -> dict:
     if timesteps is not None:
         cfg["n_timesteps"] = timesteps
     return cfg
+
+
+def check_hyperparams(hyperparams: dict | None) -> dict:
+    """``hyperparams`` (``None``: none) as a dict of algorithm arguments; a run key
+    (:data:`policies.zoo.RUN_KEYS`) or ``policy_kwargs`` in it is a ValueError naming where it
+    goes instead."""
+    if hyperparams is None:
+        return {}
+    if not isinstance(hyperparams, dict):
+        raise TypeError(f"hyperparams must be a dict of algorithm arguments (e.g. "
+                        f"{{'learning_rate': 3e-4}}), got {hyperparams!r}")
+    misplaced = sorted(set(hyperparams) & set(zoo.RUN_KEYS + ("policy_kwargs",)))
+    if misplaced:
+        raise ValueError(f"hyperparams are the algorithm's arguments; {misplaced} are not (pass "
+                         f"policy_kwargs as policy_kwargs, the budget as timesteps), got "
+                         f"{hyperparams!r}")
+    return dict(hyperparams)
 
 
 def _n_env_copies(cfg: dict) -> int:
@@ -336,9 +356,11 @@ class Trained(NamedTuple):
 
 def train_one(task: str, policy: str, seed: int, quick: bool,
               policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
-              timesteps: int | None = None, critic: str = "none") -> Trained:
+              timesteps: int | None = None, critic: str = "none",
+              hyperparams: dict | None = None) -> Trained:
     """Train one (task, policy, seed) with the table's config; ``policy_kwargs`` /
-    ``env_kwargs`` (POMDP tasks only) change it, ``timesteps`` replaces the budget;
+    ``env_kwargs`` (POMDP tasks only) and ``hyperparams`` (algorithm arguments,
+    :func:`task_config`) change it, ``timesteps`` replaces the budget;
     ``critic`` (one of :data:`CRITICS`; not ``"none"``: PettingZoo tasks, recurrent policies):
     the policy gets a training-only critic that also reads the copy's joint observation
     (``"joint_obs"``) or the env's global state (``"env"``;
@@ -351,7 +373,7 @@ def train_one(task: str, policy: str, seed: int, quick: bool,
         raise ValueError(f"a centralised critic is an option of the recurrent policies, not of "
                          f"{policy!r}")
     env_kwargs = task_env_kwargs(task, env_kwargs)
-    cfg = task_config(task, quick, timesteps)
+    cfg = task_config(task, quick, timesteps, hyperparams)
     torch.manual_seed(seed)
     env = make_task_env(task, _n_env_copies(cfg), seed, **central, **env_kwargs)
     if central:

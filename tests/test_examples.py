@@ -494,3 +494,27 @@ def test_quick_levers_reports_the_deployed_actors_energy(monkeypatch):
     # under VecNormalize the actor sees other inputs than reproduce.py's: no energy
     row = quick_levers.run("CueRecall-v0", "grsn", 0, {}, normalize=True)
     assert "energy_agent_nj" not in row and {"det", "sampled"} <= set(row)
+
+
+def test_quick_levers_hyperparams_reach_the_algorithm(monkeypatch, capsys):
+    def tiny(task):  # the task's settings with a budget of one rollout
+        cfg = zoo.hyperparams[task].copy()
+        return {**cfg, "n_timesteps": cfg["n_envs"] * cfg["n_steps"]}
+
+    built = []
+    real_build = quick_levers.build_model
+
+    def spy(*args, **kwargs):
+        built.append(real_build(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(quick_levers.zoo, "config_for", tiny)
+    monkeypatch.setattr(quick_levers, "build_model", spy)
+    row = quick_levers.run("CueRecall-v0", "grsn", 0, {},
+                           hyperparams=dict(learning_rate=5e-4, n_epochs=2))
+    assert built[0].learning_rate == 5e-4 and built[0].n_epochs == 2
+    assert built[0].n_steps == zoo.hyperparams["CueRecall-v0"]["n_steps"]  # the rest: the table
+    assert row["hyperparams"] == repr(dict(learning_rate=5e-4, n_epochs=2))
+    with pytest.raises(SystemExit) as exc:
+        quick_levers.main(["--task", "CueRecall-v0", "--hyperparams", "n_timesteps=10"])
+    assert exc.value.code == 2 and "n_timesteps" in capsys.readouterr().err

@@ -219,6 +219,20 @@ def test_task_config_shrinks_for_quick_and_replaces_the_budget():
     assert (marl["n_timesteps"], marl["n_copies"], marl["n_steps"]) == (500, 2, 64)
 
 
+def test_hyperparams_go_on_top_of_the_table_and_reach_the_algorithm():
+    cfg = training.task_config("CartPole-P-v0", False, hyperparams=dict(learning_rate=3e-4))
+    assert cfg == {**zoo.config_for("CartPole-P-v0"), "learning_rate": 3e-4}
+    model = training.train_one("CueRecall-v0", "grsn", 0, True,
+                               hyperparams=dict(n_epochs=2, clip_range=0.1)).model
+    assert model.n_epochs == 2 and model.clip_range(1.0) == 0.1
+    assert model.n_steps == training.task_config("CueRecall-v0", True)["n_steps"]
+    for misplaced in ({"policy_kwargs": {}}, {"n_timesteps": 10}, {"n_envs": 2}):
+        with pytest.raises(ValueError, match="not \\(pass policy_kwargs as policy_kwargs"):
+            training.task_config("CartPole-P-v0", False, hyperparams=misplaced)
+    with pytest.raises(TypeError, match="dict of algorithm arguments.*'learning_rate=3e-4'"):
+        training.task_config("CartPole-P-v0", False, hyperparams="learning_rate=3e-4")
+
+
 def test_make_task_env_gives_cue_recall_the_protocols_gap_unless_told_otherwise():
     # every runner builds its env here (quick_levers, diagnose_learning, train_one): a runner
     # that called it without the task's kwargs trained CueRecall with the env's default gap 5

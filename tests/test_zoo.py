@@ -52,3 +52,38 @@ def test_rl_zoo_optimize_tunes_grsn_dimensions_into_a_shared_study(tmp_path):
         assert {"lstm_hidden_size", "input_bias", "forget_bias", "tau",
                 "surrogate_alpha"} <= set(t.params)
         assert -1.0 <= t.value <= 1.0  # CueRecall's range
+
+
+def test_bounded_recurrent_ppo_sampler_stays_in_its_range_and_caps_the_minibatch():
+    from policies.zoo_optuna import sample_recurrent_ppo_params
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(50):
+        params = sample_recurrent_ppo_params(study.ask(), 2, 8, {})
+        assert set(params) == {"n_steps", "batch_size", "n_epochs", "learning_rate", "ent_coef",
+                               "gamma", "gae_lambda", "clip_range", "max_grad_norm"}
+        assert 4 <= params["n_epochs"] <= 10 and 64 <= params["batch_size"] <= 512
+        assert 1e-4 <= params["learning_rate"] <= 3e-3 and 0.9 <= params["gamma"] < 1
+    fixed = optuna.trial.FixedTrial(dict(
+        n_steps=64, batch_size=512, n_epochs=4, learning_rate=1e-3, ent_coef=1e-3, gamma=0.99,
+        gae_lambda=0.95, clip_range=0.2, max_grad_norm=0.5))
+    assert sample_recurrent_ppo_params(fixed, 2, 4, {})["batch_size"] == 64 * 4  # one rollout
+
+
+def test_tune_runs_an_equal_budget_study_per_policy(tmp_path):
+    from policies.zoo_optuna import tune
+
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = tune("CueRecall-v0", "lstm", n_trials=2, timesteps=256, seed=100, storage=storage,
+                 study_name="cue-lstm", eval_episodes=2)
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == 2
+    for t in trials:
+        assert -1.0 <= t.value <= 1.0 and -1.0 <= t.user_attrs["sampled"] <= 1.0
+        assert t.user_attrs["hyperparams"]["n_steps"] == t.params["n_steps"]
+        assert "lstm_hidden_size" not in t.params  # optimisation settings only
+    resumed = tune("CueRecall-v0", "lstm", n_trials=1, timesteps=256, storage=storage,
+                   study_name="cue-lstm", eval_episodes=2)
+    assert len(resumed.trials) == 3
+    with pytest.raises(ValueError, match="RecurrentPPO policies.*'mlp'"):
+        tune("CueRecall-v0", "mlp", n_trials=1, timesteps=256)
