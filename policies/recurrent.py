@@ -54,7 +54,32 @@ _LSTM_ALIASES = {"lstm_hidden_size": "grsn_hidden_size", "n_lstm_layers": "n_grs
 class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
     """Base class: a RecurrentActorCriticPolicy whose memory is a spiking core.
 
-    Subclasses override only :meth:`_make_core`. Arguments beyond the parent's
+    Subclasses override only :meth:`_make_core`, so every spiking policy (GRSN and the LIF and
+    no-TAP baselines) is the same agent around a different core. Its defaults differ from
+    ``MlpLstmPolicy``'s, because with them a spiking memory learns what the LSTM learns on
+    position-only POMDPs (docs/RESULTS.md, "The learning gap" and the version sections):
+
+    - ``readout="spikes+obs"``: the heads see the spikes and an embedding of the current
+      observation (the paper's shortcut), so the spikes need to carry only what the observation
+      does not; ``shortcut_dim=None``, i.e. the embedding as wide as the spiking layer: a
+      wider one (64 beside 32 neurons) crowded the spikes out of the heads and lost a 15-step
+      cue recall on 2 seeds of 5, a narrower one (32 beside 64) gave blunter actions
+      (docs/RESULTS.md, "Version 0.3");
+    - ``aux_loss="obs_diff"`` with ``aux_coef=3.0``: the training-only self-predictive loss
+      described below, which makes the spikes carry the previous observation (weight 3 rather
+      than 1: as good or better on every task measured, and it keeps the 15-step cue recall on 5
+      seeds of 5, where weight 1 lost one);
+    - ``normalize_obs=True``: the observations are standardised inside the policy (VecNormalize's
+      rule, clipped to 10, with statistics that change only between PPO updates). A spiking
+      neuron resolves input changes only down to a scale set by its threshold: on raw
+      CartPole-P the pole angle stays within about +-0.1 rad and its changes were below what the
+      spikes resolved; with standardised inputs GRSN's return there goes from 176 to 426 (6
+      seeds), and CartPole-V, Pendulum-P and LunarLander-P/-V gain too (docs/RESULTS.md,
+      "Version 0.4"). With a ``VecNormalize`` env already, the policy's statistics stay near
+      zero mean and unit variance, and ``normalize_obs=False`` is the leaner choice.
+
+    ``readout="spikes", aux_loss=None, normalize_obs=False`` gives the earlier, purely spiking
+    policy. Arguments beyond the parent's
     (:class:`sb3_contrib.common.recurrent.policies.RecurrentActorCriticPolicy`):
 
     :param grsn_hidden_size: neurons per spiking layer (``lstm_hidden_size`` is accepted as an
@@ -134,20 +159,20 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         n_grsn_layers: Optional[int] = None,
         shared_grsn: Optional[bool] = None,
         enable_critic_grsn: Optional[bool] = None,
-        readout: str = "spikes",
-        shortcut_dim: Optional[int] = 32,
+        readout: str = "spikes+obs",
+        shortcut_dim: Optional[int] = None,
         input_bias: float = 1.0,
         tau: float = 2.0,
         v_threshold: float = 1.0,
         v_reset: Optional[float] = None,
         surrogate_function: surrogate.SurrogateFunctionBase = surrogate.ATan(),
         detach_reset: bool = False,
-        aux_loss: Optional[str] = None,
-        aux_coef: float = 1.0,
+        aux_loss: Optional[str] = "obs_diff",
+        aux_coef: float = 3.0,
         aux_hidden: int = 64,
         critic_core: str = "same",
         centralised_critic: bool = False,
-        normalize_obs: bool = False,
+        normalize_obs: bool = True,
         clip_obs: float = 10.0,
         obs_scale: float = 1.0,
         **lstm_style_kwargs: Any,
@@ -327,33 +352,11 @@ class GRSNPolicy(SpikingRecurrentPolicy):
     """Gated recurrent spiking neurons under TAP, for RecurrentPPO.
 
     Memory core: :class:`grsn_sj.RecurrentGRSN` (one neuron update per env step, state reset at
-    episode starts inside the fused op). The defaults below differ from the base class (and from the
-    paper's agent, :class:`PaperGRSNPolicy`), because with them GRSN learns what the LSTM
-    learns on position-only POMDPs (docs/RESULTS.md, "The learning gap" and the version
-    sections above it):
+    episode starts inside the fused op). The agent around it (observation shortcut in the
+    readout, the training-only ``obs_diff`` auxiliary loss, observation normalisation in the
+    policy) has :class:`SpikingRecurrentPolicy`'s defaults, where each is explained; the paper's
+    agent is :class:`PaperGRSNPolicy`. GRSN's own default:
 
-    - ``readout="spikes+obs"``: the heads see the spikes and an embedding of the current
-      observation (the paper's shortcut), so the spikes need to carry only what the observation
-      does not; ``shortcut_dim=None``, i.e. the embedding as wide as the spiking layer (the
-      paper's agent: 32 beside 128 neurons; 0.2: 32): with 64 neurons, a 64-wide embedding
-      keeps more of the current observation's precision and gives sharper action
-      distributions, while an embedding wider than the layer (64 beside 32 neurons) crowded
-      the spikes out of the heads and lost the 15-step cue recall on 2 seeds of 5
-      (docs/RESULTS.md, "Version 0.3");
-    - ``aux_loss="obs_diff"`` with ``aux_coef=3.0``: the training-only self-predictive loss
-      described in :class:`SpikingRecurrentPolicy`, which makes the spikes carry the previous
-      observation (weight 3 rather than 1: as good or better on every task measured, and it
-      keeps the 15-step cue recall on 5 seeds of 5, where weight 1 lost one).
-
-    - ``normalize_obs=True``: the observations are standardised inside the policy (VecNormalize's
-      rule, clipped to 10, with statistics that change only between PPO updates; see
-      :class:`SpikingRecurrentPolicy`). A spiking neuron resolves input changes only down to a
-      scale set by its threshold: on raw CartPole-P the pole angle stays within about +-0.1 rad
-      and its changes were below what the spikes resolved; with standardised inputs GRSN's
-      return there goes from 176 to 426 (6 seeds), and CartPole-V, Pendulum-P and
-      LunarLander-P/-V gain too (docs/RESULTS.md, "Version 0.4"). With a ``VecNormalize`` env
-      already, the policy's statistics stay near zero mean and unit variance, and
-      ``normalize_obs=False`` is the leaner choice.
     - ``forget_bias=(0.0, 3.0)``: the forget gates' initial biases spaced evenly from 0 to 3
       over the neurons, so the layer starts with a range of memory time scales: with no input
       the gated current of a neuron with bias ``b`` keeps ``sigmoid(b) ** k`` of itself after
@@ -364,8 +367,7 @@ class GRSNPolicy(SpikingRecurrentPolicy):
       held-out velocity-masked POMDP (Acrobot) on 2 seeds of 3 and part of Pendulum-P, which
       need fast neurons; the range keeps both (docs/RESULTS.md, "Version 0.5").
 
-    ``readout="spikes", aux_loss=None, normalize_obs=False`` gives the earlier, purely spiking
-    policy. Extra arguments on top of :class:`SpikingRecurrentPolicy`'s:
+    Extra arguments on top of :class:`SpikingRecurrentPolicy`'s:
 
     :param learnable_tau: per-neuron learnable membrane decay.
     :param forget_bias: initial forget-gate bias: one number for all neurons (0 = the paper's
@@ -384,16 +386,12 @@ class GRSNPolicy(SpikingRecurrentPolicy):
         model.learn(10_000)
     """
 
-    def __init__(self, *args, readout: str = "spikes+obs", shortcut_dim: Optional[int] = None,
-                 aux_loss: Optional[str] = "obs_diff", aux_coef: float = 3.0,
-                 normalize_obs: bool = True, learnable_tau: bool = False,
+    def __init__(self, *args, learnable_tau: bool = False,
                  forget_bias: ForgetBias = (0.0, 3.0), backend: str = "auto",
-                 spike_recurrence: bool = False,
-                 **kwargs):
+                 spike_recurrence: bool = False, **kwargs):
         self.grsn_kwargs = dict(learnable_tau=learnable_tau, forget_bias=forget_bias,
                                 backend=backend, spike_recurrence=spike_recurrence)
-        super().__init__(*args, readout=readout, shortcut_dim=shortcut_dim, aux_loss=aux_loss,
-                         aux_coef=aux_coef, normalize_obs=normalize_obs, **kwargs)
+        super().__init__(*args, **kwargs)
 
     def _make_core(self, input_size, hidden_size, num_layers):
         return GRSNCore(input_size, hidden_size, num_layers, **self.core_kwargs,
@@ -424,18 +422,21 @@ class PaperGRSNPolicy(GRSNPolicy):
 
 
 class LIFPolicy(SpikingRecurrentPolicy):
-    """LIF under TAP (spec §4 baseline): ``Linear + LIF`` layers whose membrane is carried across
-    env steps; no gate, memory only through the membrane leak. Same options as
-    :class:`SpikingRecurrentPolicy`."""
+    """LIF under TAP (the paper's baseline): ``Linear + LIF`` layers whose membrane is carried
+    across env steps; no gate, memory only through the membrane leak. The same agent and
+    defaults as :class:`GRSNPolicy` (:class:`SpikingRecurrentPolicy`'s), so the two differ in the
+    neuron only."""
 
     def _make_core(self, input_size, hidden_size, num_layers):
         return LIFCore(input_size, hidden_size, num_layers, **self.core_kwargs)
 
 
 class NoTAPPolicy(SpikingRecurrentPolicy):
-    """Spiking without TAP (spec §4 baseline): the GRSN stack runs ``sub_steps`` steps on the same
-    input for every decision from a fresh state, the latent is the spike rate; no memory across
-    env steps.
+    """Spiking without TAP (the paper's baseline): the GRSN stack runs ``sub_steps`` steps on the
+    same input for every decision from a fresh state, the latent is the spike rate; no memory
+    across env steps. The same agent and defaults as :class:`GRSNPolicy`
+    (:class:`SpikingRecurrentPolicy`'s; its auxiliary loss cannot be met without a memory, which
+    is the point of the ablation).
 
     :param sub_steps: simulation steps per decision (4 in the paper's description).
     """

@@ -173,7 +173,7 @@ def test_second_grsn_layer_is_spike_driven():
 
 
 def test_lif_policy_counts():
-    pol = policies.LIFPolicy(OBS, ACT, LR, grsn_hidden_size=4, net_arch=[5])
+    pol = policies.LIFPolicy(OBS, ACT, LR, grsn_hidden_size=4, net_arch=[5], readout="spikes")
     r = estimate_energy(pol, _obs(), STARTS)
     # Linear(2, 4) = 8 MACs; 4 LIF neurons x (1 MAC + 3 ACs); no activation
     assert (r.core.synaptic_macs, r.core.neuron_macs, r.core.neuron_acs) == (8, 4, 12)
@@ -234,7 +234,7 @@ def test_lstm_policy_core_is_the_lstm():
 @pytest.mark.parametrize("sub_steps", [2, 4])
 def test_notap_counts_scale_with_sub_steps(sub_steps):
     pol = policies.NoTAPPolicy(OBS, ACT, LR, grsn_hidden_size=4, net_arch=[5],
-                               sub_steps=sub_steps)
+                               sub_steps=sub_steps, readout="spikes")
     r = estimate_energy(pol, _obs(), STARTS)
     assert r.core.macs == sub_steps * 32
     assert r.core.acs == sub_steps * 12
@@ -244,7 +244,8 @@ def test_notap_counts_scale_with_sub_steps(sub_steps):
 
 
 def test_notap_rate_is_real_even_when_it_is_all_zero_or_one():
-    pol = policies.NoTAPPolicy(OBS, ACT, LR, grsn_hidden_size=4, net_arch=[5], sub_steps=4)
+    pol = policies.NoTAPPolicy(OBS, ACT, LR, grsn_hidden_size=4, net_arch=[5], sub_steps=4,
+                               readout="spikes")
     layer = pol.lstm_actor.grsn.layers[0]
     _set_pattern(layer)
     with torch.no_grad():
@@ -257,7 +258,8 @@ def test_notap_rate_is_real_even_when_it_is_all_zero_or_one():
 
 
 def test_notap_with_one_sub_step_reads_out_spikes():
-    pol = policies.NoTAPPolicy(OBS, ACT, LR, grsn_hidden_size=4, net_arch=[5], sub_steps=1)
+    pol = policies.NoTAPPolicy(OBS, ACT, LR, grsn_hidden_size=4, net_arch=[5], sub_steps=1,
+                               readout="spikes")
     _set_pattern(pol.lstm_actor.grsn.layers[0])
     r = estimate_energy(pol, _obs(), STARTS)
     # fresh state every decision: neurons 0, 1 fire, neuron 2 (first step: u = 0.75) does not

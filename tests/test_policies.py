@@ -354,3 +354,18 @@ def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
         "policy_kwargs": dict(lstm_hidden_size=16)})
     for a, b in zip(loaded.policy.state_dict().values(), model.policy.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("policy", [LIFPolicy, NoTAPPolicy])
+def test_spiking_baselines_are_grsns_agent_around_another_core(policy):
+    # the ablations compare neurons: every agent default (readout, shortcut width, auxiliary
+    # loss and its weight, observation normalisation, heads) is GRSNPolicy's
+    obs, act = spaces.Box(-1, 1, (3,)), spaces.Discrete(2)
+    grsn = GRSNPolicy(obs, act, lambda _: 1e-3)._get_constructor_parameters()
+    other = policy(obs, act, lambda _: 1e-3)
+    mine = other._get_constructor_parameters()
+    for key in ("readout", "shortcut_dim", "aux_loss", "aux_coef", "aux_hidden",
+                "normalize_obs", "net_arch", "input_bias", "critic_core"):
+        assert mine[key] == grsn[key], key
+    assert mine["readout"] == "spikes+obs" and mine["aux_loss"] == "obs_diff"
+    assert other.aux_decoder is not None and other.obs_normalizer is not None
