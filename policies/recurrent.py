@@ -77,6 +77,12 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
       seeds), and CartPole-V, Pendulum-P and LunarLander-P/-V gain too (docs/RESULTS.md,
       "Version 0.4"). With a ``VecNormalize`` env already, the policy's statistics stay near
       zero mean and unit variance, and ``normalize_obs=False`` is the leaner choice.
+    - ``net_arch``: SB3's default heads (two 64-wide layers each), as for the LSTM. Most of the
+      deployed actor's energy is its dense head, not the spiking core; a lean actor head,
+      ``net_arch=dict(pi=[], vf=[64, 64])`` (the critic is training-only), cuts it to 0.03-0.06x
+      the LSTM's and learned the suite's tasks as well, but lost a held-out task on 1 seed of 3
+      (``pi=[64]``: 2 of 3), so it is an option, not the default (docs/RESULTS.md,
+      "Version 0.6").
 
     ``readout="spikes", aux_loss=None, normalize_obs=False`` gives the earlier, purely spiking
     policy. Arguments beyond the parent's
