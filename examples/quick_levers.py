@@ -21,8 +21,8 @@ Tasks:
 
 Each run appends one JSON line (task, policy, policy_kwargs, hyperparams if given, seed, det,
 sampled, seconds; on a zoo task without ``--normalize`` also the deployed actor's energy per
-decision, counted as ``reproduce.py`` counts it: ``energy_agent_nj``, ``energy_core_nj``, ``macs_agent``,
-``acs_agent``) to ``--out`` and prints it. One thread per run (``--threads``).
+decision, counted as ``reproduce.py`` counts it: ``energy_agent_nj``, ``energy_core_nj``,
+``macs_agent``, ``acs_agent``) to ``--out`` and prints it. One thread per run (``--threads``).
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ from policies.training import (
     add_threads_option,
     build_model,
     energy_of,
+    evaluate_modes,
     make_task_env,
     set_threads,
     task_config,
@@ -110,10 +111,7 @@ def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool 
             env = VecNormalize(env, norm_reward=False)
         model = build_model(policy, env, cfg, seed, "cpu", policy_kwargs=policy_kwargs)
         model.learn(cfg["n_timesteps"])
-        det = evaluate_policy(model, eval_env(task, seed, env), n_eval_episodes=20,
-                              deterministic=True)[0]
-        sampled = evaluate_policy(model, eval_env(task, seed, env), n_eval_episodes=20,
-                                  deterministic=False)[0]
+        det, sampled = evaluate_modes(model, lambda: eval_env(task, seed, env), 20)
         if not normalize:  # the deployed actor's energy, as reproduce.py counts it
             energy = energy_of(model, task, seed, {})  # make_task_env adds the task's kwargs
     if normalize:

@@ -22,7 +22,12 @@ import os
 import sys
 
 from policies import zoo
-from policies.training import add_threads_option, positive_int, set_threads
+from policies.training import (
+    RECURRENT_POLICIES,
+    add_threads_option,
+    positive_int,
+    set_threads,
+)
 from policies.zoo_optuna import tune
 
 
@@ -31,7 +36,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, choices=sorted(zoo.hyperparams))
     p.add_argument("--policies", nargs="+", default=["grsn", "lstm"],
-                   choices=["grsn", "lif", "notap", "lstm", "gru"])
+                   choices=RECURRENT_POLICIES)
     p.add_argument("--trials", type=positive_int, default=12, help="trials per policy")
     p.add_argument("--timesteps", type=positive_int, default=None,
                    help="steps per trial (default: the task's table budget)")

@@ -51,9 +51,9 @@ from .recurrent import _LSTM_ALIASES, GRSNPolicy, GRUPolicy, LIFPolicy, LSTMPoli
 
 __all__ = [
     "CRITICS", "CSV_FIELDS", "Diagnostic", "JobsFailed", "MARL_TASKS", "POLICIES", "POMDP_TASKS",
-    "TASK_KWARGS", "Trained", "add_sweep_options", "add_threads_option", "append_row",
-    "budget_conflict", "build_model", "check_hyperparams", "check_sweep_options", "load_rows",
-    "make_task_env", "needs_ray", "parse_kwargs", "positive_int", "run_all", "run_diagnostic",
+    "RECURRENT_POLICIES", "TASK_KWARGS", "Trained", "add_sweep_options", "add_threads_option", "append_row",
+    "budget_conflict", "build_model", "check_hyperparams", "check_sweep_options",
+    "evaluate_modes", "load_rows", "make_task_env", "needs_ray", "parse_kwargs", "positive_int", "run_all", "run_diagnostic",
     "run_matrix", "run_jobs", "run_one", "run_team", "set_threads", "smooth_curve",
     "TEAM_CSV_FIELDS", "task_config", "task_env_kwargs", "team_curve_path", "train_one",
 ]
@@ -67,6 +67,8 @@ POLICIES: dict[str, tuple[type[BaseAlgorithm], Any]] = {
     "gru": (RecurrentPPO, GRUPolicy),        # the paper's RNN
     "mlp": (PPO, "MlpPolicy"),               # no memory
 }
+#: the names of :data:`POLICIES` that RecurrentPPO trains (every one with a memory core)
+RECURRENT_POLICIES = [name for name, (algo, _) in POLICIES.items() if algo is RecurrentPPO]
 
 #: the reproduction protocol's tasks: the POMDP suite and the parameter-shared spread-PO
 POMDP_TASKS = ["CartPole-P-v0", "CartPole-V-v0", "Pendulum-P-v0", "Pendulum-V-v0",
@@ -369,7 +371,7 @@ def train_one(task: str, policy: str, seed: int, quick: bool,
     if marl and (policy_kwargs or env_kwargs):
         raise ValueError("policy_kwargs / env_kwargs are supported for the POMDP tasks only")
     central = _central(critic)
-    if central and POLICIES.get(policy, (None,))[0] is not RecurrentPPO:
+    if central and policy not in RECURRENT_POLICIES:
         raise ValueError(f"a centralised critic is an option of the recurrent policies, not of "
                          f"{policy!r}")
     env_kwargs = task_env_kwargs(task, env_kwargs)
@@ -401,6 +403,20 @@ def energy_of(model, task: str, seed: int, env_kwargs: dict, critic: str = "none
     core = report.core.energy_nj if report.core is not None else 0.0  # MLP: no memory core
     return dict(energy_agent_nj=round(report.agent.energy_nj, 4), energy_core_nj=round(core, 4),
                 macs_agent=round(report.agent.macs, 1), acs_agent=round(report.agent.acs, 1))
+
+
+def evaluate_modes(model, make_eval_env: Callable[[], Any], n_episodes: int
+                   ) -> tuple[float, float]:
+    """Mean return of ``n_episodes`` deterministic and of ``n_episodes`` sampled-action episodes
+    (SB3's ``evaluate_policy``), each mode on a fresh env from ``make_eval_env`` (closed after):
+    the two-mode evaluation of ``examples/quick_levers.py`` and of the tuning studies."""
+    scores = []
+    for deterministic in (True, False):
+        env = make_eval_env()
+        scores.append(float(evaluate_policy(model, env, n_eval_episodes=n_episodes,
+                                            deterministic=deterministic)[0]))
+        env.close()
+    return scores[0], scores[1]
 
 
 def _evaluate(model, env, evaluate: Callable[[Any], Any]) -> tuple[Any, float]:

@@ -31,9 +31,7 @@ from typing import Any
 
 import optuna
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
-from sb3_contrib import RecurrentPPO
 from spikingjelly.activation_based import surrogate
-from stable_baselines3.common.evaluation import evaluate_policy
 
 from . import training
 
@@ -93,11 +91,9 @@ def tune(task: str, policy: str, n_trials: int, timesteps: int, seed: int = 100,
     (a resumed study runs ``n_trials`` more). Each trial records as user attributes the
     algorithm arguments it trained with (``hyperparams``: the sample, minibatch capped at one
     rollout), its sampled-action return and its seconds."""
-    if training.POLICIES.get(policy, (None,))[0] is not RecurrentPPO:
-        recurrent = sorted(k for k, v in training.POLICIES.items()
-                           if v[0] is RecurrentPPO)
-        raise ValueError(f"tune() tunes RecurrentPPO policies, one of {recurrent}; got "
-                         f"{policy!r}")
+    if policy not in training.RECURRENT_POLICIES:
+        raise ValueError(f"tune() tunes RecurrentPPO policies, one of "
+                         f"{sorted(training.RECURRENT_POLICIES)}; got {policy!r}")
     n_envs = training.task_config(task, False)["n_envs"]
 
     def objective(trial: optuna.Trial) -> float:
@@ -105,16 +101,12 @@ def tune(task: str, policy: str, n_trials: int, timesteps: int, seed: int = 100,
         hyperparams = sample_recurrent_ppo_params(trial, 0, n_envs, {})
         model = training.train_one(task, policy, seed, False, timesteps=timesteps,
                                    hyperparams=hyperparams).model
-        scores = {}
-        for mode in (True, False):
-            env = training.make_task_env(task, 4, seed + 10_000)
-            scores[mode] = float(evaluate_policy(model, env, n_eval_episodes=eval_episodes,
-                                                 deterministic=mode)[0])
-            env.close()
+        det, sampled = training.evaluate_modes(
+            model, lambda: training.make_task_env(task, 4, seed + 10_000), eval_episodes)
         trial.set_user_attr("hyperparams", hyperparams)
-        trial.set_user_attr("sampled", scores[False])
+        trial.set_user_attr("sampled", sampled)
         trial.set_user_attr("seconds", round(time.time() - t0, 1))
-        return scores[True]
+        return det
 
     study = optuna.create_study(
         study_name=study_name, storage=storage, load_if_exists=True, direction="maximize",
