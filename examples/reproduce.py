@@ -9,12 +9,13 @@
 
 Tasks: the POMDP suite (CartPole-P/-V, Pendulum-P/-V, LunarLander-P/-V, CueRecall with gap 15)
 and spread-PO (mpe2 simple_spread_v3, N=3, partially observed; parameter-shared). Policies:
-grsn, lif (LIF under TAP), notap (spiking without TAP), lstm, mlp. Budgets and hyperparameters:
-``policies/zoo.py``'s table, the same for every policy of a task. The runner is
-``policies.training`` (``run_one`` per run, ``run_matrix`` for the CSV). Every finished (task,
-policy, seed) is one row of ``<out>/results.csv``: final evaluation return (deterministic, 20
-episodes; 100 team episodes for spread-PO), training steps/s, firing rate of the readout layer,
-and energy per decision from ``policies.energy`` (whole actor, and recurrent core alone).
+grsn, lif (LIF under TAP), notap (spiking without TAP), lstm, gru, mlp. Budgets and
+hyperparameters: ``policies/zoo.py``'s table, the same for every policy of a task. The runner
+is ``policies.training`` (``run_one`` per run, ``run_matrix`` for the CSV). Every finished
+(task, policy, seed) is one row of ``<out>/results.csv``: final evaluation return (20 episodes,
+100 team episodes for spread-PO; deterministic, and again with sampled actions), training
+steps/s, firing rate of the readout layer, and energy per decision from ``policies.energy``
+(whole actor, and recurrent core alone).
 Runs already in the CSV are skipped, so the script resumes. Learning curves (episode returns
 seen during training) go to ``<out>/curves/``; the plots (``learning_curves.png``, ``energy.png``,
 ``return_vs_energy.png``) and ``summary.md`` (the tables used by docs/RESULTS.md) are rebuilt at
@@ -52,7 +53,8 @@ from policies.training import (
 # ------------------------------------------------------------------------------ reporting
 
 def summary_table(rows: list[dict]) -> str:
-    """Markdown: mean +- std of the final return over seeds, and energy per decision."""
+    """Markdown: mean +- std of the final deterministic return over seeds and the mean sampled
+    return, and energy per decision."""
     tasks = sorted({r["task"] for r in rows}, key=lambda t: (POMDP_TASKS + MARL_TASKS).index(t)
                    if t in POMDP_TASKS + MARL_TASKS else 99)
     pols = [p for p in POLICIES if any(r["policy"] == p for r in rows)]
@@ -66,7 +68,12 @@ def summary_table(rows: list[dict]) -> str:
                 cells.append("–")
             else:
                 sd = statistics.pstdev(vals) if len(vals) > 1 else 0.0
-                cells.append(f"{statistics.mean(vals):.1f} ± {sd:.1f} (n={len(vals)})")
+                cell = f"{statistics.mean(vals):.1f} ± {sd:.1f} (n={len(vals)})"
+                sampled = [float(r["eval_return_sampled"]) for r in rows if r["task"] == task
+                           and r["policy"] == pol and r.get("eval_return_sampled")]
+                if len(sampled) == len(vals):  # CSVs of earlier versions have no sampled column
+                    cell += f"; sampled {statistics.mean(sampled):.1f}"
+                cells.append(cell)
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     lines += ["", "Energy per decision (nJ, whole actor / recurrent core), mean over runs:", "",
               "| policy | agent | core | firing rate | steps/s |", "|---|---|---|---|---|"]

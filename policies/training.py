@@ -52,7 +52,7 @@ from .recurrent import _LSTM_ALIASES, GRSNPolicy, GRUPolicy, LIFPolicy, LSTMPoli
 __all__ = [
     "CRITICS", "CSV_FIELDS", "Diagnostic", "JobsFailed", "MARL_TASKS", "POLICIES", "POMDP_TASKS",
     "RECURRENT_POLICIES", "TASK_KWARGS", "Trained", "add_sweep_options", "add_threads_option", "append_row",
-    "budget_conflict", "build_model", "check_hyperparams", "check_sweep_options",
+    "budget_conflict", "build_model", "check_csv_header", "check_hyperparams", "check_sweep_options",
     "evaluate_modes", "load_rows", "make_task_env", "needs_ray", "parse_kwargs", "positive_int", "run_all", "run_diagnostic",
     "run_matrix", "run_jobs", "run_one", "run_team", "set_threads", "smooth_curve",
     "TEAM_CSV_FIELDS", "task_config", "task_env_kwargs", "team_curve_path", "train_one",
@@ -77,8 +77,9 @@ MARL_TASKS = ["spread-PO"]
 #: gymnasium.make arguments of a protocol task (CueRecall with a 15-step gap)
 TASK_KWARGS = {"CueRecall-v0": dict(gap=15)}
 #: the columns of the protocol's CSV (one row per (task, policy, seed))
-CSV_FIELDS = ["task", "policy", "seed", "timesteps", "eval_return", "eval_std", "steps_per_s",
-              "firing_rate", "energy_agent_nj", "energy_core_nj", "macs_agent", "acs_agent"]
+CSV_FIELDS = ["task", "policy", "seed", "timesteps", "eval_return", "eval_std",
+              "eval_return_sampled", "steps_per_s", "firing_rate", "energy_agent_nj",
+              "energy_core_nj", "macs_agent", "acs_agent"]
 
 #: PettingZoo task name -> PettingZooVecEnv arguments
 _MARL_ENVS = {
@@ -438,23 +439,33 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
     CSV row (:data:`CSV_FIELDS`) and writes its learning curve to
     ``<out>/curves/<task>_<name or policy>_<seed>.json``.
 
+    Evaluation: 20 episodes (100 team episodes on a PettingZoo task; 5 / 10 with ``quick``) with
+    deterministic actions (``eval_return``, ``eval_std``, and the readout's firing rate) and as
+    many with sampled actions (``eval_return_sampled``), each on a fresh copy of the evaluation
+    env seeded ``seed + 10000`` (:func:`evaluate_modes`'s protocol).
+
     ``policy_kwargs`` / ``env_kwargs`` (POMDP tasks only) change the configuration, as
     ``examples/levers.py`` does; ``timesteps`` replaces the table's budget.
     """
     marl = _is_marl(task)
     model, cfg, points, sps, env_kwargs, _ = train_one(task, policy, seed, quick, policy_kwargs,
                                                        env_kwargs, timesteps)
-    eval_env = make_task_env(task, _n_env_copies(cfg) if marl else 4, seed + 10_000,
-                             **env_kwargs)
-    if marl:
-        (mean, std, _), rate = _evaluate(
-            model, eval_env, lambda env: evaluate_team(model, env, 10 if quick else 100))
-    else:
-        (mean, std), rate = _evaluate(
-            model, eval_env, lambda env: evaluate_policy(
-                model, env, n_eval_episodes=5 if quick else 20, deterministic=True))
+    n_episodes = (10 if quick else 100) if marl else (5 if quick else 20)
+
+    def evaluate(deterministic: bool):  # each mode on a fresh copy of the same evaluation env
+        env = make_task_env(task, _n_env_copies(cfg) if marl else 4, seed + 10_000,
+                            **env_kwargs)
+        if marl:
+            return _evaluate(model, env, lambda e: evaluate_team(
+                model, e, n_episodes, deterministic=deterministic)[:2])
+        return _evaluate(model, env, lambda e: evaluate_policy(
+            model, e, n_eval_episodes=n_episodes, deterministic=deterministic))
+
+    (mean, std), rate = evaluate(deterministic=True)  # the firing rate of the deployed actor
+    (sampled, _), _ = evaluate(deterministic=False)
     row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["n_timesteps"],
                eval_return=round(float(mean), 3), eval_std=round(float(std), 3),
+               eval_return_sampled=round(float(sampled), 3),
                steps_per_s=round(sps, 1), firing_rate=round(rate, 4))
     row.update(energy_of(model, task, seed, env_kwargs))
     os.makedirs(os.path.join(out, "curves"), exist_ok=True)
@@ -662,12 +673,29 @@ def load_rows(path: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def check_csv_header(path: str, fields: Sequence[str]) -> bool:
+    """Whether the CSV at ``path`` has its header already (``False``: no file, or an empty one).
+
+    :raises ValueError: the header is not ``fields`` (a CSV written by another version of the
+        runner, whose columns would shift under new rows).
+    """
+    if not os.path.exists(path):
+        return False
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), None)
+    if header is not None and header != list(fields):
+        raise ValueError(f"{path} has the columns {header}, this runner writes {list(fields)}: "
+                         "write to a new output folder (--out), or give the file those columns")
+    return header is not None
+
+
 def append_row(path: str, row: dict, fields: list[str]) -> None:
-    """Append one row to the CSV at ``path`` (header first if the file is new)."""
-    new = not os.path.exists(path)
+    """Append one row to the CSV at ``path`` (header first if the file has none yet;
+    :func:`check_csv_header`'s ``ValueError`` if it has another)."""
+    has_header = check_csv_header(path, fields)
     with open(path, "a", newline="") as f:
         w = csv.DictWriter(f, fields)
-        if new:
+        if not has_header:
             w.writeheader()
         w.writerow(row)
 
@@ -686,6 +714,7 @@ def run_matrix(path: str, jobs: list[dict], fields: list[str], key: Sequence[str
     if missing:
         raise ValueError(f"key {list(key)!r} names columns {missing} that are not in the CSV's "
                          f"fields {fields}")
+    check_csv_header(path, fields)  # before any training: a mismatch would fail after the first
     done = {tuple(str(r[k]) for k in key) for r in load_rows(path)}
     pending = [job for job in jobs if tuple(str(job[k]) for k in key) not in done]
     for job, row, secs in run_all(pending, n_parallel, fn, threads, address):

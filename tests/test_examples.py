@@ -172,9 +172,13 @@ def test_reproduce_quick_writes_rows_plots_and_resumes(tmp_path):
     assert 0 < float(grsn["firing_rate"]) < 1 and mlp["firing_rate"] == "nan"
     assert float(grsn["energy_core_nj"]) > 0 and float(mlp["energy_core_nj"]) == 0
     assert float(grsn["acs_agent"]) > 0 and float(mlp["acs_agent"]) == 0
+    for r in rows:  # both evaluation modes, each a mean over episodes of CueRecall's range
+        assert -1.0 <= float(r["eval_return"]) <= 1.0
+        assert -1.0 <= float(r["eval_return_sampled"]) <= 1.0
     for name in ("learning_curves.png", "energy.png", "return_vs_energy.png", "summary.md"):
         assert (tmp_path / "repro" / name).stat().st_size > 0
-    assert "| CueRecall-v0 |" in (tmp_path / "repro" / "summary.md").read_text()
+    summary = (tmp_path / "repro" / "summary.md").read_text()
+    assert "| CueRecall-v0 |" in summary and "; sampled " in summary
     assert reproduce.main(args) == 0  # resumes: nothing new to run
     assert len(list(csv.DictReader(open(tmp_path / "repro" / "results.csv")))) == 2
     # another budget for the same task would mix in the tables: refused, with the fix

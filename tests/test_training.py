@@ -102,6 +102,17 @@ def test_run_matrix_appends_rows_and_resumes_from_the_csv(tmp_path):
     assert training.load_rows(path) == rows
     with pytest.raises(ValueError, match=r"\['lever'\]"):
         list(training.run_matrix(path, jobs, fields, ("lever", "seed"), fn=_fake_run))
+    # a CSV of another version of the runner (other columns) is refused before anything runs:
+    # appending to it would shift the new rows' values under the old header
+    CALLS.clear()
+    jobs.append(dict(task="c", seed=0, scale=2.0))
+    with pytest.raises(ValueError, match=r"has the columns \['task', 'seed', 'value'\].*--out"):
+        list(training.run_matrix(path, jobs, fields + ["extra"], ("task", "seed"),
+                                 fn=_fake_run))
+    assert CALLS == [] and len(training.load_rows(path)) == 3
+    with pytest.raises(ValueError, match="has the columns"):
+        training.append_row(path, dict(task="c", seed=0, value=1.0, extra=2), fields + ["extra"])
+    assert len(training.load_rows(path)) == 3
 
 
 def test_run_all_refuses_a_bad_process_count():
