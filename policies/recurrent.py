@@ -77,12 +77,17 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
       seeds), and CartPole-V, Pendulum-P and LunarLander-P/-V gain too (docs/RESULTS.md,
       "Version 0.4"). With a ``VecNormalize`` env already, the policy's statistics stay near
       zero mean and unit variance, and ``normalize_obs=False`` is the leaner choice.
-    - ``net_arch``: SB3's default heads (two 64-wide layers each), as for the LSTM. Most of the
-      deployed actor's energy is its dense head, not the spiking core; a lean actor head,
-      ``net_arch=dict(pi=[], vf=[64, 64])`` (the critic is training-only), cuts it to 0.03-0.06x
-      the LSTM's and learned the suite's tasks as well, but lost a held-out task on 1 seed of 3
-      (``pi=[64]``: 2 of 3), so it is an option, not the default (docs/RESULTS.md,
-      "Version 0.6").
+    - ``net_arch=dict(pi=[64, 32], vf=[64, 64])``: SB3's two-layer heads with the actor's
+      second layer 32 wide instead of 64. Most of the deployed actor's energy is its dense head,
+      not the spiking core (SB3's second 64x64 layer alone was 18.8 of 31.3 nJ per decision on
+      the 15-step cue recall); with 32 the whole actor costs 0.24-0.43x the LSTM's on the POMDP
+      suite and spread-PO. On a held-out velocity-masked Acrobot it learned as often as SB3's
+      heads (7 seeds of 10 each, mean -198.7 against -190.9); on CartPole-P its six-seed mean
+      was lower (321.9 against 432.8, both above the LSTM's 252.3) and on CartPole-V and
+      LunarLander-P higher (docs/RESULTS.md, "Version 0.7"). One hidden layer (``pi=[64]``)
+      lost the held-out task on 5 seeds of 6. The critic, training-only, keeps ``[64, 64]``.
+      ``net_arch=dict(pi=[], vf=[64, 64])`` is the leanest option measured (0.03-0.06x the
+      LSTM's energy; the held-out task learned on fewer seeds, at lower returns).
 
     ``readout="spikes", aux_loss=None, normalize_obs=False`` gives the earlier, purely spiking
     policy. Arguments beyond the parent's
@@ -228,6 +233,8 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         if not isinstance(normalize_obs, bool):
             raise TypeError(f"{type(self).__name__}: normalize_obs must be True or False, got "
                             f"{normalize_obs!r}")
+        if net_arch is None:  # a narrower second actor layer (class docstring); a copy per policy
+            net_arch = dict(pi=[64, 32], vf=[64, 64])
         # built (and clip_obs checked) before the parent constructor, like the core options
         obs_normalizer = (ObservationNormalizer(observation_space, clip_obs, scale=obs_scale)
                           if normalize_obs else None)
@@ -412,19 +419,23 @@ class GRSNPolicy(SpikingRecurrentPolicy):
 class PaperGRSNPolicy(GRSNPolicy):
     """The paper's GRSN agent as far as the policy goes: the observation shortcut in the readout
     (an embedding of 32), no auxiliary loss, no observation normalisation in the policy,
-    PyTorch's default initialisation (``input_bias=0``, ``forget_bias=0``), 128 neurons. Every
+    PyTorch's default initialisation (``input_bias=0``, ``forget_bias=0``), 128 neurons, SB3's
+    default heads (``pi=[64, 64]``, ``vf=[64, 64]``). Every
     argument of :class:`GRSNPolicy` still applies and overrides these. The paper's agent also
     feeds the previous action and reward: wrap the env in :class:`policies.PrevActionRewardWrapper`
     (``policies.make_env(..., prev_action_reward=True)``)."""
 
     def __init__(self, *args, readout: str = "spikes+obs", shortcut_dim: int = 32,
                  aux_loss: Optional[str] = None, input_bias: float = 0.0,
-                 normalize_obs: bool = False, forget_bias: ForgetBias = 0.0, **kwargs):
+                 normalize_obs: bool = False, forget_bias: ForgetBias = 0.0,
+                 net_arch: Optional[list[int] | dict[str, list[int]]] = None, **kwargs):
         if not any(k in kwargs for k in ("grsn_hidden_size", "lstm_hidden_size")):
             kwargs["grsn_hidden_size"] = 128
+        if net_arch is None:
+            net_arch = dict(pi=[64, 64], vf=[64, 64])
         super().__init__(*args, readout=readout, shortcut_dim=shortcut_dim, aux_loss=aux_loss,
                          input_bias=input_bias, normalize_obs=normalize_obs,
-                         forget_bias=forget_bias, **kwargs)
+                         forget_bias=forget_bias, net_arch=net_arch, **kwargs)
 
 
 class LIFPolicy(SpikingRecurrentPolicy):

@@ -308,9 +308,18 @@ def test_shipped_defaults_and_the_paper_preset():
     pol = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, seed=0).policy
     core = pol.lstm_actor
     assert core.readout == "spikes+obs" and core.shortcut[0].out_features == 64
-    assert core.output_dim == 64 + 64 and pol.action_net.in_features == 64  # through the MLP
+    assert core.output_dim == 64 + 64  # spikes and the observation embedding, into the heads
     assert pol.aux_kwargs["aux_loss"] == "obs_diff" and pol.aux_kwargs["aux_coef"] == 3.0
     assert pol.obs_normalizer is not None and pol.obs_normalizer.clip_obs == 10.0
+    # the actor's second layer is 32 wide (0.7); the training-only critic keeps SB3's heads
+    assert [m.out_features for m in pol.mlp_extractor.policy_net
+            if isinstance(m, torch.nn.Linear)] == [64, 32]
+    assert [m.out_features for m in pol.mlp_extractor.value_net
+            if isinstance(m, torch.nn.Linear)] == [64, 64]
+    assert pol.action_net.in_features == 32 and pol.value_net.in_features == 64
+    mine = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, seed=0,
+                        policy_kwargs=dict(net_arch=[16])).policy  # a user's heads win
+    assert pol.net_arch == dict(pi=[64, 32], vf=[64, 64]) and mine.net_arch == [16]
     # forget-gate biases spaced from 0 to 3 over the neurons, in the actor's and critic's cores
     for grsn_core in (pol.lstm_actor, pol.lstm_critic):
         torch.testing.assert_close(grsn_core.grsn.layers[0].fc.bias[:64].detach(),
@@ -324,16 +333,19 @@ def test_shipped_defaults_and_the_paper_preset():
     assert paper.lstm_actor.hidden_size == 128 and paper.aux_decoder is None
     assert paper.core_kwargs["input_bias"] == 0.0 and paper.obs_normalizer is None
     assert torch.count_nonzero(paper.lstm_actor.grsn.layers[0].fc.bias[:128]) == 0
+    assert paper.net_arch == dict(pi=[64, 64], vf=[64, 64])  # SB3's heads
 
 
 def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
     """A model zip records only the policy_kwargs the user passed, so a model trained with an
     older version's defaults needs them back on load (README, "Upgrading"): 0.3's raw
     observations, 0.2's 32-wide observation embedding, 0.1's spikes-only readout without the
-    auxiliary loss."""
-    old = {"0.3": dict(normalize_obs=False),
-           "0.2": dict(shortcut_dim=32, normalize_obs=False),
-           "0.1": dict(readout="spikes", aux_loss=None, normalize_obs=False)}
+    auxiliary loss, and up to 0.6 SB3's actor head (two 64-wide layers)."""
+    sb3_heads = dict(net_arch=dict(pi=[64, 64], vf=[64, 64]))  # before 0.7's narrower actor
+    old = {"0.6": sb3_heads,
+           "0.3": dict(normalize_obs=False, **sb3_heads),
+           "0.2": dict(shortcut_dim=32, normalize_obs=False, **sb3_heads),
+           "0.1": dict(readout="spikes", aux_loss=None, normalize_obs=False, **sb3_heads)}
     for version, defaults in old.items():
         model = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=0,
                              policy_kwargs=dict(lstm_hidden_size=16, **defaults))
