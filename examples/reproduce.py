@@ -110,6 +110,7 @@ def plots(rows: list[dict], out: str) -> list[str]:
     ncol = min(4, len(tasks))
     nrow = (len(tasks) + ncol - 1) // ncol
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
+    colors = {pol: f"C{i}" for i, pol in enumerate(pols)}  # one colour per policy on every panel
     for ax, task in zip(axes.flat, tasks):
         for pol in pols:
             curves = []
@@ -126,13 +127,17 @@ def plots(rows: list[dict], out: str) -> list[str]:
             horizon = min(c[-1, 0] for c in curves)
             grid = np.linspace(0, horizon, 50)
             s = np.array([smooth_curve(c, grid) for c in curves])
-            ax.plot(grid, s.mean(0), label=pol)
-            ax.fill_between(grid, s.min(0), s.max(0), alpha=0.2)
+            ax.plot(grid, s.mean(0), label=pol, color=colors[pol])
+            ax.fill_between(grid, s.min(0), s.max(0), alpha=0.2, color=colors[pol])
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("env steps", fontsize=8)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    handles = {}  # one legend for every policy, from whichever panels drew it
+    for ax in axes.flat:
+        for line in ax.get_lines():
+            handles.setdefault(line.get_label(), line)
+    axes.flat[0].legend(list(handles.values()), list(handles), fontsize=7)
     _save(fig, out, "learning_curves.png", made)
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -158,7 +163,7 @@ def plots(rows: list[dict], out: str) -> list[str]:
             lo, hi = min(task_vals), max(task_vals)
             ys.append((float(r["eval_return"]) - lo) / (hi - lo) if hi > lo else 1.0)
             xs.append(float(r["energy_agent_nj"]))
-        ax.scatter(xs, ys, label=pol, s=14)
+        ax.scatter(xs, ys, label=pol, s=14, color=colors[pol])
     ax.set_xlabel("energy per decision, whole actor (nJ)")
     ax.set_ylabel("return, normalised per task")
     ax.legend(fontsize=8)

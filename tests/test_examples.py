@@ -190,6 +190,36 @@ def test_reproduce_quick_writes_rows_plots_and_resumes(tmp_path):
     assert row["timesteps"] == "1024"
 
 
+def test_reproduce_plots_give_each_policy_one_colour_on_every_panel(tmp_path, monkeypatch):
+    # a task that only some policies ran must not shift the colours of the others (matplotlib's
+    # cycle advances per drawn line): the legend of the first panel names every panel's colours
+    import json
+
+    import matplotlib.colors as mcolors
+
+    os.makedirs(tmp_path / "curves")
+    rows = []
+    for task, pols in (("A-v0", ["grsn", "lif", "lstm"]), ("B-v0", ["grsn", "lstm"])):
+        for pol in pols:
+            rows.append(dict(task=task, policy=pol, seed="0", eval_return="1.0",
+                             energy_agent_nj="1.0", energy_core_nj="0.5"))
+            with open(tmp_path / "curves" / f"{task}_{pol}_0.json", "w") as f:
+                json.dump([[0, 0.0], [100, 1.0], [200, 2.0]], f)
+    figs = []
+    monkeypatch.setattr(reproduce, "_save", lambda fig, out, name, made: figs.append(fig))
+    reproduce.plots(rows, str(tmp_path))
+    axes = [ax for ax in figs[0].axes if ax.get_lines()]
+    colour = {}
+    for ax in axes:
+        for line in ax.get_lines():
+            colour.setdefault(line.get_label(), set()).add(mcolors.to_hex(line.get_color()))
+    assert set(colour) == {"grsn", "lif", "lstm"}
+    assert all(len(c) == 1 for c in colour.values()), colour  # the same colour on both panels
+    assert len({next(iter(c)) for c in colour.values()}) == 3  # and different policies differ
+    legend = axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["grsn", "lif", "lstm"]
+
+
 def test_levers_change_what_they_say_and_the_runner_resumes(tmp_path):
     import csv
 
