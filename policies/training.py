@@ -407,29 +407,35 @@ def energy_of(model, task: str, seed: int, env_kwargs: dict, critic: str = "none
                 macs_agent=round(report.agent.macs, 1), acs_agent=round(report.agent.acs, 1))
 
 
-def evaluate_modes(model, make_eval_env: Callable[[], Any], n_episodes: int
-                   ) -> tuple[float, float]:
-    """Mean return of ``n_episodes`` deterministic and of ``n_episodes`` sampled-action episodes
-    (SB3's ``evaluate_policy``), each mode on a fresh env from ``make_eval_env`` (closed after):
-    the two-mode evaluation of ``examples/quick_levers.py`` and of the tuning studies."""
-    scores = []
+def evaluate_modes(model, make_eval_env: Callable[[], Any], n_episodes: int,
+                   evaluate: Callable[[Any, int, bool], Any] | None = None) -> tuple[Any, Any]:
+    """The two-mode evaluation of every runner here (``examples/quick_levers.py``,
+    ``examples/reproduce.py`` through :func:`run_one`, the tuning studies): ``n_episodes`` with
+    deterministic actions, then ``n_episodes`` with sampled ones, each mode on a fresh env from
+    ``make_eval_env`` (closed after). Returns ``(deterministic, sampled)``, each what
+    ``evaluate(env, n_episodes, deterministic)`` returns; by default the mean return of SB3's
+    ``evaluate_policy``."""
+    if evaluate is None:
+        def evaluate(env, n, deterministic):
+            return float(evaluate_policy(model, env, n_eval_episodes=n,
+                                         deterministic=deterministic)[0])
+    results = []
     for deterministic in (True, False):
         env = make_eval_env()
-        scores.append(float(evaluate_policy(model, env, n_eval_episodes=n_episodes,
-                                            deterministic=deterministic)[0]))
-        env.close()
-    return scores[0], scores[1]
+        try:
+            results.append(evaluate(env, n_episodes, deterministic))
+        finally:
+            env.close()
+    return results[0], results[1]
 
 
 def _evaluate(model, env, evaluate: Callable[[Any], Any]) -> tuple[Any, float]:
-    """``evaluate(env)`` for a trained ``model``, then ``env`` closed: returns its result and
-    the spiking readout's firing rate over that evaluation (NaN for a policy without spiking
-    cores)."""
+    """``evaluate(env)`` for a trained ``model``: returns its result and the spiking readout's
+    firing rate over that evaluation (NaN for a policy without spiking cores)."""
     spiking = hasattr(model.policy, "cores")
     if spiking:
         model.policy.lstm_actor.reset_firing_stats()
     result = evaluate(env)
-    env.close()
     return result, model.policy.lstm_actor.firing_rate() if spiking else float("nan")
 
 
@@ -453,17 +459,17 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
                                                        env_kwargs, timesteps)
     n_episodes = (10 if quick else 100) if marl else (5 if quick else 20)
 
-    def evaluate(deterministic: bool):  # each mode on a fresh copy of the same evaluation env
-        env = make_task_env(task, _n_env_copies(cfg) if marl else 4, seed + 10_000,
-                            **env_kwargs)
+    def evaluate(env, n: int, deterministic: bool):  # (mean, std), firing rate
         if marl:
             return _evaluate(model, env, lambda e: evaluate_team(
-                model, e, n_episodes, deterministic=deterministic)[:2])
+                model, e, n, deterministic=deterministic)[:2])
         return _evaluate(model, env, lambda e: evaluate_policy(
-            model, e, n_eval_episodes=n_episodes, deterministic=deterministic))
+            model, e, n_eval_episodes=n, deterministic=deterministic))
 
-    (mean, std), rate = evaluate(deterministic=True)  # the firing rate of the deployed actor
-    (sampled, _), _ = evaluate(deterministic=False)
+    # each mode on a fresh copy of the same evaluation env; the firing rate of the deployed actor
+    ((mean, std), rate), ((sampled, _), _) = evaluate_modes(
+        model, lambda: make_task_env(task, _n_env_copies(cfg) if marl else 4, seed + 10_000,
+                                     **env_kwargs), n_episodes, evaluate)
     row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["n_timesteps"],
                eval_return=round(float(mean), 3), eval_std=round(float(std), 3),
                eval_return_sampled=round(float(sampled), 3),
@@ -508,8 +514,11 @@ def run_team(task: str, policy: str, seed: int, out: str, critic: str = "none",
     model, cfg, points, sps, env_kwargs, wins = train_one(
         task, policy, seed, quick, timesteps=timesteps, critic=critic)
     eval_env = make_task_env(task, _n_env_copies(cfg), seed + 10_000, **_central(critic))
-    result, rate = _evaluate(model, eval_env,
-                             lambda env: evaluate_team(model, env, eval_episodes))
+    try:
+        result, rate = _evaluate(model, eval_env,
+                                 lambda env: evaluate_team(model, env, eval_episodes))
+    finally:
+        eval_env.close()
     row = dict(task=task, policy=policy, critic=critic, seed=seed,
                timesteps=cfg["n_timesteps"], eval_episodes=len(result.episodes),
                eval_return=round(float(result.mean), 3), eval_std=round(float(result.std), 3),

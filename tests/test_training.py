@@ -280,3 +280,34 @@ def test_kwargs_option_parses_at_parse_time_and_refuses_malformed_items(capsys):
 def test_every_multi_agent_task_of_the_zoo_table_has_an_env():
     # the command lines offer zoo.marl_hyperparams' tasks; make_task_env builds _MARL_ENVS' ones
     assert set(zoo.marl_hyperparams) == set(training._MARL_ENVS)
+
+
+class _Env:
+    def __init__(self):
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def test_evaluate_modes_gives_each_mode_a_fresh_env_and_closes_it():
+    envs, calls = [], []
+
+    def make():
+        envs.append(_Env())
+        return envs[-1]
+
+    def evaluate(env, n, deterministic):
+        calls.append((env, n, deterministic))
+        return ("det" if deterministic else "sampled", n)
+
+    assert training.evaluate_modes(None, make, 7, evaluate) == (("det", 7), ("sampled", 7))
+    assert [c[2] for c in calls] == [True, False] and calls[0][0] is not calls[1][0]
+    assert all(env.closed for env in envs) and len(envs) == 2
+
+    def broken(env, n, deterministic):
+        raise RuntimeError("evaluation failed")
+
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        training.evaluate_modes(None, make, 7, broken)
+    assert envs[-1].closed  # closed even when the evaluation raises
