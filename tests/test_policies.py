@@ -309,7 +309,7 @@ def test_shipped_defaults_and_the_paper_preset():
     core = pol.lstm_actor
     assert core.readout == "spikes+obs" and core.shortcut[0].out_features == 64
     assert core.output_dim == 64 + 64  # spikes and the observation embedding, into the heads
-    assert pol.aux_kwargs["aux_loss"] == "obs_diff" and pol.aux_kwargs["aux_coef"] == 3.0
+    assert pol.aux_kwargs["aux_loss"] == "obs_diff" and pol.aux_kwargs["aux_coef"] == 30.0
     assert pol.obs_normalizer is not None and pol.obs_normalizer.clip_obs == 10.0
     # the actor's second layer is 32 wide (0.7); the training-only critic keeps SB3's heads
     assert [m.out_features for m in pol.mlp_extractor.policy_net
@@ -358,6 +358,20 @@ def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
         obs = np.zeros((1, 2), dtype=np.float32)
         assert np.array_equal(loaded.predict(obs, deterministic=True)[0],
                               model.predict(obs, deterministic=True)[0])
+    # 0.7's auxiliary weight (3; 30 since 0.8) is a training setting: a 0.7 model loads and
+    # predicts as it is, and trains on with the current weight unless given its own back
+    model = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=0,
+                         policy_kwargs=dict(lstm_hidden_size=16, aux_coef=3.0))
+    model.save(tmp_path / "0.7")
+    loaded = RecurrentPPO.load(tmp_path / "0.7", custom_objects={
+        "policy_kwargs": dict(lstm_hidden_size=16)})
+    obs = np.zeros((1, 2), dtype=np.float32)
+    assert np.array_equal(loaded.predict(obs, deterministic=True)[0],
+                          model.predict(obs, deterministic=True)[0])
+    assert loaded.policy.aux_kwargs["aux_coef"] == 30.0
+    loaded = RecurrentPPO.load(tmp_path / "0.7", custom_objects={
+        "policy_kwargs": dict(lstm_hidden_size=16, aux_coef=3.0)})
+    assert loaded.policy.aux_kwargs["aux_coef"] == 3.0
     # 0.4's forget-gate bias (0) only initialised the weights: its models load as they are
     model = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=0,
                          policy_kwargs=dict(lstm_hidden_size=16, forget_bias=0.0))
