@@ -46,7 +46,7 @@ LEVERS: dict[str, tuple[str, Callable[[], dict], dict, str]] = {
                    "the default with a spikes-only readout (auxiliary loss kept)"),
     "shared_critic": ("grsn", lambda: dict(critic_core="shared"), {},
                       "the critic runs the actor's core: the value loss trains the memory too"),
-    "aux_coef_1": ("grsn", lambda: dict(aux_coef=1.0), {}, "auxiliary loss weight 1 (default 3)"),
+    "aux_coef_1": ("grsn", lambda: dict(aux_coef=1.0), {}, "auxiliary loss weight 1 (default 30 since 0.8, 3 before)"),
     "shortcut_64": ("grsn", lambda: dict(shortcut_dim=64), {},
                     "observation embedding of 64 (0.2.0: 32)"),
     "shortcut_64_aux_1": ("grsn", lambda: dict(shortcut_dim=64, aux_coef=1.0), {},
