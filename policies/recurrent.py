@@ -70,10 +70,10 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
       3 before, 1 in 0.2). The decoder's gradient reaches the core beside the policy
       gradient; with weight 30 the policy gradient is under 1% of it (3: 6-9%), so the core is
       trained almost only as a predictor of the input's change, which the heads learn to read.
-      Over six seeds CartPole-P 484.6 +- 13.4 (weight 3:
-      321.9 +- 131.6; 10: 447.3; 100: 447.6) and Pendulum-P -240.9 +- 65.9 (3: -358.4 +-
-      167.8; 10 and 100 lower on three seeds), a held-out velocity-masked Acrobot learned on 7
-      seeds of 10 as with 3, the 15-step cue recall kept (docs/RESULTS.md, "Version 0.8");
+      Over six seeds CartPole-P 484.6 +- 13.4 (weight 3: 321.9 +- 131.6; 10: 447.3; 100:
+      447.6) and Pendulum-P -240.9 +- 65.9 (3: -358.4 +- 167.8; 10 and 100 lower on three
+      seeds), a held-out velocity-masked Acrobot learned on 7 seeds of 10 as with 3, the
+      15-step cue recall kept (docs/RESULTS.md, "Version 0.8");
     - ``normalize_obs=True``: the observations are standardised inside the policy (VecNormalize's
       rule, clipped to 10, with statistics that change only between PPO updates). A spiking
       neuron resolves input changes only down to a scale set by its threshold: on raw
