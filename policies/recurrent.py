@@ -76,6 +76,16 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
       the suite's settings; under RL Zoo's Acrobot-v1 settings, learning rate 3e-4, on 3 of
       20 against the LSTM's 8 of 15), the 15-step cue recall kept (docs/RESULTS.md,
       "Version 0.8");
+    - ``core_learning_rate=1e-3``: the spiking cores (and the observation embedding inside
+      them) start at a learning rate of 1e-3 whatever the algorithm's, and follow its schedule
+      in proportion (0.9; the algorithm's rate before). Trained almost only by the auxiliary
+      loss, the cores were the part short of learning rate at RecurrentPPO's default 3e-4: on
+      a held-out velocity-masked Acrobot under RL Zoo's Acrobot-v1 settings, with each part
+      at about 1e-3 in turn, the cores learned it on 6 seeds of 20, the actor's heads on 2 of
+      10, the critic's on 0 of 6 (all at 3e-4: 3 of 20; the whole policy at 1e-3: 8 of 20);
+      this default on 5 of 20, within the spread of 0.8's 3, and below the LSTM. A faster
+      core is not better: at 3e-3 two Pendulum-P seeds of six collapsed. The project's suite
+      runs at 1e-3, where this default trains exactly as 0.8 (docs/RESULTS.md, "Version 0.9");
     - ``normalize_obs=True``: the observations are standardised inside the policy (VecNormalize's
       rule, clipped to 10, with statistics that change only between PPO updates). A spiking
       neuron resolves input changes only down to a scale set by its threshold: on raw
@@ -149,6 +159,13 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         updates, so each update sees the inputs its rollout saw. Non-image ``Box`` entries only;
         the first rollout passes unchanged. The statistics are saved with the model and used by
         ``predict``.
+    :param core_learning_rate: the cores' learning rate (the actor's core and the critic's,
+        each with its observation embedding) at the start of training; it follows the
+        algorithm's schedule in proportion (the cores' step is the optimizer's step times
+        ``core_learning_rate / learning_rate(start)``, :class:`ScaledStep`; exact for SGD, Adam,
+        AdamW and RMSprop). ``None``: the algorithm's learning rate, like the rest of the policy
+        (up to 0.8). The scaling is attached to the optimizer the constructor builds; an
+        optimizer put in ``policy.optimizer`` later runs at its own rates.
     :param clip_obs: the clip of the normalised observations, in standard deviations
         (VecNormalize's default 10).
     :param obs_scale: the standard deviation of the normalised observations (VecNormalize: 1).
@@ -193,6 +210,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         normalize_obs: bool = True,
         clip_obs: float = 10.0,
         obs_scale: float = 1.0,
+        core_learning_rate: Optional[float] = 1e-3,
         **lstm_style_kwargs: Any,
     ):
         central = central_policy_kwargs(type(self).__name__, observation_space, dict(
@@ -237,6 +255,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             raise ValueError(f"{type(self).__name__}: aux_coef must be a finite number >= 0 "
                              f"(0 trains the decoder's loss with no weight), got {aux_coef!r}")
         check_positive_int(aux_hidden, "aux_hidden")
+        core_scale = _core_step_scale(type(self).__name__, core_learning_rate, lr_schedule)
         if not isinstance(normalize_obs, bool):
             raise TypeError(f"{type(self).__name__}: normalize_obs must be True or False, got "
                             f"{normalize_obs!r}")
@@ -271,7 +290,8 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         self.aux_kwargs = dict(aux_loss=aux_loss, aux_coef=aux_coef, aux_hidden=aux_hidden,
                                critic_core=critic_core, centralised_critic=centralised_critic,
                                normalize_obs=normalize_obs, clip_obs=clip_obs,
-                               obs_scale=obs_scale)
+                               obs_scale=obs_scale,
+                               core_learning_rate=core_learning_rate)
         self.obs_normalizer = obs_normalizer
         self.aux_decoder = (nn.Sequential(nn.Linear(self._latent_dim, aux_hidden), nn.ReLU(),
                                           nn.Linear(aux_hidden, self.features_dim))
@@ -287,6 +307,10 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         self.to(self.device)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
                                               **self.optimizer_kwargs)
+        if core_scale != 1.0:
+            core_params = {id(p): p for core in (self.lstm_actor, self.lstm_critic)
+                           if core is not None for p in core.parameters()}
+            ScaledStep(list(core_params.values()), core_scale).attach(self.optimizer)
 
     # ------------------------------------------------------------------ what subclasses change
     @abstractmethod
@@ -427,7 +451,8 @@ class PaperGRSNPolicy(GRSNPolicy):
     """The paper's GRSN agent as far as the policy goes: the observation shortcut in the readout
     (an embedding of 32), no auxiliary loss, no observation normalisation in the policy,
     PyTorch's default initialisation (``input_bias=0``, ``forget_bias=0``), 128 neurons, SB3's
-    default heads (``pi=[64, 64]``, ``vf=[64, 64]``). Every
+    default heads (``pi=[64, 64]``, ``vf=[64, 64]``), one learning rate for the whole policy
+    (``core_learning_rate=None``). Every
     argument of :class:`GRSNPolicy` still applies and overrides these. The paper's agent also
     feeds the previous action and reward: wrap the env in :class:`policies.PrevActionRewardWrapper`
     (``policies.make_env(..., prev_action_reward=True)``)."""
@@ -435,14 +460,16 @@ class PaperGRSNPolicy(GRSNPolicy):
     def __init__(self, *args, readout: str = "spikes+obs", shortcut_dim: int = 32,
                  aux_loss: Optional[str] = None, input_bias: float = 0.0,
                  normalize_obs: bool = False, forget_bias: ForgetBias = 0.0,
-                 net_arch: Optional[list[int] | dict[str, list[int]]] = None, **kwargs):
+                 net_arch: Optional[list[int] | dict[str, list[int]]] = None,
+                 core_learning_rate: Optional[float] = None, **kwargs):
         if not any(k in kwargs for k in ("grsn_hidden_size", "lstm_hidden_size")):
             kwargs["grsn_hidden_size"] = 128
         if net_arch is None:
             net_arch = dict(pi=[64, 64], vf=[64, 64])
         super().__init__(*args, readout=readout, shortcut_dim=shortcut_dim, aux_loss=aux_loss,
                          input_bias=input_bias, normalize_obs=normalize_obs,
-                         forget_bias=forget_bias, net_arch=net_arch, **kwargs)
+                         forget_bias=forget_bias, net_arch=net_arch,
+                         core_learning_rate=core_learning_rate, **kwargs)
 
 
 class LIFPolicy(SpikingRecurrentPolicy):
@@ -599,6 +626,45 @@ def _core_sequence(features: th.Tensor, states: tuple[th.Tensor, th.Tensor],
     return th.flatten(latent.transpose(0, 1), start_dim=0, end_dim=1), states
 
 
+class ScaledStep:
+    """Multiplies the optimizer's step of some parameters by ``scale``: hooks around
+    ``optimizer.step()`` that keep each parameter ``p`` before the step (``p0``) and set it to
+    ``p0 + scale * (p - p0)`` after it.
+
+    For an optimizer whose step is proportional to its learning rate (SGD, Adam, AdamW,
+    RMSprop: their states do not depend on the rate) this is those parameters' learning rate
+    times ``scale``, a rate of their own that follows the algorithm's schedule: SB3 sets every
+    parameter group's ``lr`` before each update, so a parameter group with a rate of its own
+    would be overwritten, and the optimizer keeps one group (its saved state loads into a
+    policy built with any scale).
+
+    An optimizer class whose ``step`` calls ``super().step()`` runs PyTorch's step hooks once
+    per level; only the outermost pair acts, so the step is scaled once."""
+
+    def __init__(self, params: list[nn.Parameter], scale: float):
+        self.params, self.scale = params, scale
+        self._before: Optional[list[th.Tensor]] = None
+        self._depth = 0
+
+    def attach(self, optimizer: th.optim.Optimizer) -> None:
+        optimizer.register_step_pre_hook(self._keep)
+        optimizer.register_step_post_hook(self._scale)
+
+    def _keep(self, optimizer, args, kwargs) -> None:
+        self._depth += 1
+        if self._depth == 1:
+            self._before = [p.detach().clone() for p in self.params]
+
+    def _scale(self, optimizer, args, kwargs) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
+        with th.no_grad():
+            for p, p0 in zip(self.params, self._before):
+                p.sub_(p0).mul_(self.scale).add_(p0)
+        self._before = None
+
+
 class _InjectGrad(th.autograd.Function):
     """Identity on ``carrier``; its backward also gives the scalar ``aux`` the gradient
     ``weight``, so ``aux`` is minimised in the same backward pass (and optimizer step, and
@@ -647,6 +713,24 @@ def _obs_diff_loss(decoder: nn.Module, features: th.Tensor, latent: th.Tensor,
     target = diff / (diff.std(0, keepdim=True) + 1e-6)
     pred = decoder(latent[1:][valid])
     return ((pred - target) ** 2).mean()
+
+
+def _core_step_scale(name: str, core_learning_rate: Optional[float],
+                     lr_schedule: Schedule) -> float:
+    """The factor :class:`ScaledStep` applies to the cores' step so they start at
+    ``core_learning_rate`` (and follow the algorithm's schedule in proportion); 1 for ``None``."""
+    if core_learning_rate is None:
+        return 1.0
+    if (isinstance(core_learning_rate, bool) or not isinstance(core_learning_rate, (int, float))
+            or not math.isfinite(core_learning_rate) or core_learning_rate <= 0):
+        raise ValueError(f"{name}: core_learning_rate must be a finite number > 0, or None for "
+                         f"the algorithm's learning rate; got {core_learning_rate!r}")
+    start = float(lr_schedule(1))
+    if not math.isfinite(start) or start <= 0:
+        raise ValueError(f"{name}: core_learning_rate={core_learning_rate!r} is set relative to "
+                         f"the algorithm's learning rate, which starts at {start!r}; give the "
+                         "algorithm a learning rate > 0 or pass core_learning_rate=None")
+    return float(core_learning_rate) / start
 
 
 def _check_spaces(name: str, observation_space: spaces.Space, action_space: spaces.Space,

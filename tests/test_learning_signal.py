@@ -8,7 +8,7 @@ from sb3_contrib import RecurrentPPO
 import policies
 from policies import GRSNPolicy, GRUPolicy
 from policies.diagnostics import FIELDS, LearningSignalCallback, ridge_cv_r2
-from policies.recurrent import _InjectGrad, _obs_diff_loss
+from policies.recurrent import ScaledStep, _InjectGrad, _obs_diff_loss
 
 SMALL = dict(n_steps=32, batch_size=64, n_epochs=2, verbose=0)
 
@@ -113,6 +113,99 @@ def test_shared_critic_core_is_the_actors_and_gets_the_value_gradient():
             _model(aux_coef=bad)
     with pytest.raises(ValueError, match="aux_hidden"):
         _model(aux_hidden=0)
+
+
+# ------------------------------------------------------------------ the cores' learning rate
+
+@pytest.mark.parametrize("make_opt", [
+    lambda groups: torch.optim.Adam(groups, eps=1e-5),
+    lambda groups: torch.optim.SGD(groups, momentum=0.9),
+    lambda groups: torch.optim.RMSprop(groups, alpha=0.99, eps=1e-5),
+])
+def test_scaled_step_is_a_learning_rate_of_its_own(make_opt):
+    torch.manual_seed(0)
+    ref, net = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    net.load_state_dict(ref.state_dict())
+    ref_opt = make_opt([dict(params=[ref.weight], lr=4 * 3e-3), dict(params=[ref.bias], lr=3e-3)])
+    opt = make_opt([dict(params=list(net.parameters()), lr=3e-3)])
+    ScaledStep([net.weight], 4.0).attach(opt)
+    for _ in range(30):
+        x = torch.randn(8, 4)
+        for model, o in ((ref, ref_opt), (net, opt)):
+            o.zero_grad()
+            (model(x) ** 2).sum().backward()
+            o.step()
+    torch.testing.assert_close(net.weight, ref.weight, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(net.bias, ref.bias, atol=1e-6, rtol=1e-5)
+    assert len(opt.param_groups) == 1  # a saved optimizer state loads whatever the scale
+
+
+def test_scaled_step_scales_once_when_the_optimizer_calls_super_step():
+    # PyTorch runs the step hooks at each level of a subclass's step that calls super().step(),
+    # once Adam.step itself is hooked, i.e. once any plain Adam exists (as in a policy)
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+
+    class ClippingAdam(torch.optim.Adam):
+        def step(self, closure=None):
+            torch.nn.utils.clip_grad_norm_([p for g in self.param_groups for p in g["params"]],
+                                           0.1)
+            return super().step(closure)
+
+    torch.manual_seed(0)
+    ref, net = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    net.load_state_dict(ref.state_dict())
+    ref_opt = ClippingAdam([dict(params=[ref.weight], lr=3 * 1e-3), dict(params=[ref.bias])],
+                           lr=1e-3)
+    opt = ClippingAdam(net.parameters(), lr=1e-3)
+    ScaledStep([net.weight], 3.0).attach(opt)
+    for _ in range(10):
+        x = torch.randn(8, 4)
+        for model, o in ((ref, ref_opt), (net, opt)):
+            o.zero_grad()
+            (model(x) ** 2).sum().backward()
+            o.step()
+    torch.testing.assert_close(net.weight, ref.weight, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(net.bias, ref.bias, atol=1e-6, rtol=1e-5)
+
+
+def test_core_learning_rate_scales_the_step_of_the_cores_only():
+    """One PPO update with one minibatch: the same rollout and gradient for both models, so with
+    the algorithm at 2.5e-4 and the cores at 1e-3 the cores (actor, critic, and the observation
+    embedding inside them) move 4 times as far as with one rate, every other parameter the
+    same; at the algorithm's own rate the policy is the one-rate policy, bit for bit."""
+    one = dict(n_steps=32, batch_size=64, n_epochs=1, verbose=0)
+    params = {}
+    for lr, core_lr in ((2.5e-4, None), (2.5e-4, 1e-3), (1e-3, None), (1e-3, 1e-3)):
+        env = policies.make_env("CartPole-P-v0", 2, 0)
+        model = RecurrentPPO(GRSNPolicy, env, seed=0, learning_rate=lr, **one, policy_kwargs=dict(
+            grsn_hidden_size=16, core_learning_rate=core_lr))
+        before = {n: p.detach().clone() for n, p in model.policy.named_parameters()}
+        model.learn(64)
+        params[lr, core_lr] = {n: (p.detach(), p.detach() - before[n])
+                               for n, p in model.policy.named_parameters()}
+    core = [n for n in params[2.5e-4, None] if n.startswith(("lstm_actor.", "lstm_critic."))]
+    assert any("shortcut" in n for n in core) and any(n.startswith("lstm_critic.") for n in core)
+    for name, (_, d1) in params[2.5e-4, None].items():
+        factor = 4.0 if name in core else 1.0
+        torch.testing.assert_close(params[2.5e-4, 1e-3][name][1], factor * d1, atol=1e-6,
+                                   rtol=1e-4)
+        assert torch.equal(params[1e-3, None][name][0], params[1e-3, 1e-3][name][0])
+    assert all(params[2.5e-4, None][n][1].abs().max() > 0 for n in core)
+
+
+def test_core_learning_rate_is_saved_and_checked(tmp_path):
+    model = _model(grsn_hidden_size=16, core_learning_rate=2e-3)
+    model.save(tmp_path / "m")
+    loaded = RecurrentPPO.load(tmp_path / "m")
+    assert loaded.policy.aux_kwargs["core_learning_rate"] == 2e-3
+    for bad in (0, -1.0, float("nan"), float("inf"), "1e-3", True):
+        with pytest.raises(ValueError, match="core_learning_rate must be a finite number > 0"):
+            _model(core_learning_rate=bad)
+    env = policies.make_env("CartPole-P-v0", 2, 0)
+    with pytest.raises(ValueError, match="starts at 0.0.*core_learning_rate=None"):
+        RecurrentPPO(GRSNPolicy, env, learning_rate=0.0, **SMALL)
+    RecurrentPPO(GRSNPolicy, env, learning_rate=0.0, **SMALL,
+                 policy_kwargs=dict(core_learning_rate=None))
 
 
 # ------------------------------------------------------------------ GRU baseline

@@ -310,6 +310,7 @@ def test_shipped_defaults_and_the_paper_preset():
     assert core.readout == "spikes+obs" and core.shortcut[0].out_features == 64
     assert core.output_dim == 64 + 64  # spikes and the observation embedding, into the heads
     assert pol.aux_kwargs["aux_loss"] == "obs_diff" and pol.aux_kwargs["aux_coef"] == 30.0
+    assert pol.aux_kwargs["core_learning_rate"] == 1e-3  # the cores' own learning rate (0.9)
     assert pol.obs_normalizer is not None and pol.obs_normalizer.clip_obs == 10.0
     # the actor's second layer is 32 wide (0.7); the training-only critic keeps SB3's heads
     assert [m.out_features for m in pol.mlp_extractor.policy_net
@@ -334,6 +335,7 @@ def test_shipped_defaults_and_the_paper_preset():
     assert paper.core_kwargs["input_bias"] == 0.0 and paper.obs_normalizer is None
     assert torch.count_nonzero(paper.lstm_actor.grsn.layers[0].fc.bias[:128]) == 0
     assert paper.net_arch == dict(pi=[64, 64], vf=[64, 64])  # SB3's heads
+    assert paper.aux_kwargs["core_learning_rate"] is None  # one learning rate, as in the paper
 
 
 def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
@@ -372,6 +374,23 @@ def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
     loaded = RecurrentPPO.load(tmp_path / "0.7", custom_objects={
         "policy_kwargs": dict(lstm_hidden_size=16, aux_coef=3.0)})
     assert loaded.policy.aux_kwargs["aux_coef"] == 3.0
+    # so is 0.8's learning rate of the cores (the algorithm's; 1e-3 since 0.9): the optimizer
+    # keeps one parameter group, so a 0.8 model's optimizer state loads into the current policy
+    model = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=0,
+                         policy_kwargs=dict(lstm_hidden_size=16, core_learning_rate=None))
+    model.learn(16)
+    model.save(tmp_path / "0.8")
+    loaded = RecurrentPPO.load(tmp_path / "0.8", custom_objects={
+        "policy_kwargs": dict(lstm_hidden_size=16)})
+    assert np.array_equal(loaded.predict(obs, deterministic=True)[0],
+                          model.predict(obs, deterministic=True)[0])
+    assert loaded.policy.aux_kwargs["core_learning_rate"] == 1e-3
+    for a, b in zip(loaded.policy.optimizer.state_dict()["state"].values(),
+                    model.policy.optimizer.state_dict()["state"].values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"])
+    loaded = RecurrentPPO.load(tmp_path / "0.8", custom_objects={
+        "policy_kwargs": dict(lstm_hidden_size=16, core_learning_rate=None)})
+    assert loaded.policy.aux_kwargs["core_learning_rate"] is None
     # 0.4's forget-gate bias (0) only initialised the weights: its models load as they are
     model = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=0,
                          policy_kwargs=dict(lstm_hidden_size=16, forget_bias=0.0))
@@ -391,7 +410,8 @@ def test_spiking_baselines_are_grsns_agent_around_another_core(policy):
     other = policy(obs, act, lambda _: 1e-3)
     mine = other._get_constructor_parameters()
     for key in ("readout", "shortcut_dim", "aux_loss", "aux_coef", "aux_hidden",
-                "normalize_obs", "net_arch", "input_bias", "critic_core"):
+                "normalize_obs", "net_arch", "input_bias", "critic_core",
+                "core_learning_rate"):
         assert mine[key] == grsn[key], key
     assert mine["readout"] == "spikes+obs" and mine["aux_loss"] == "obs_diff"
     assert other.aux_decoder is not None and other.obs_normalizer is not None
