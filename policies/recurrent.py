@@ -84,7 +84,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
       at about 1e-3 in turn, the cores learned it on 6 seeds of 20, the actor's heads on 2 of
       10, the critic's on 0 of 6 (all at 3e-4: 3 of 20; the whole policy at 1e-3: 8 of 20);
       this default on 5 of 20, within the spread of 0.8's 3, and below the LSTM. A faster
-      core is not better: at 3e-3 two Pendulum-P seeds of six collapsed. The project's suite
+      core is not better: at 3e-3 two Pendulum-P seeds of six fell. The project's suite
       runs at 1e-3, where this default trains exactly as 0.8 (docs/RESULTS.md, "Version 0.9");
     - ``normalize_obs=True``: the observations are standardised inside the policy (VecNormalize's
       rule, clipped to 10, with statistics that change only between PPO updates). A spiking
