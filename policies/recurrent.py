@@ -165,7 +165,9 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         ``core_learning_rate / learning_rate(start)``, :class:`ScaledStep`; exact for SGD, Adam,
         AdamW and RMSprop). ``None``: the algorithm's learning rate, like the rest of the policy
         (up to 0.8). The scaling is attached to the optimizer the constructor builds; an
-        optimizer put in ``policy.optimizer`` later runs at its own rates.
+        optimizer put in ``policy.optimizer`` later runs at its own rates. An algorithm whose
+        rate starts at 0 (RL Zoo's ``enjoy`` loads models that way; a warm-up from 0) leaves
+        the cores at its rate: there is no start to scale from.
     :param clip_obs: the clip of the normalised observations, in standard deviations
         (VecNormalize's default 10).
     :param obs_scale: the standard deviation of the normalised observations (VecNormalize: 1).
@@ -726,10 +728,12 @@ def _core_step_scale(name: str, core_learning_rate: Optional[float],
         raise ValueError(f"{name}: core_learning_rate must be a finite number > 0, or None for "
                          f"the algorithm's learning rate; got {core_learning_rate!r}")
     start = float(lr_schedule(1))
-    if not math.isfinite(start) or start <= 0:
+    if not math.isfinite(start) or start < 0:
         raise ValueError(f"{name}: core_learning_rate={core_learning_rate!r} is set relative to "
                          f"the algorithm's learning rate, which starts at {start!r}; give the "
-                         "algorithm a learning rate > 0 or pass core_learning_rate=None")
+                         "algorithm a finite learning rate >= 0 or pass core_learning_rate=None")
+    if start == 0:  # no step to scale (RL Zoo's enjoy loads models with learning rate 0)
+        return 1.0
     return float(core_learning_rate) / start
 
 

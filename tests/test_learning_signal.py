@@ -119,6 +119,7 @@ def test_shared_critic_core_is_the_actors_and_gets_the_value_gradient():
 
 @pytest.mark.parametrize("make_opt", [
     lambda groups: torch.optim.Adam(groups, eps=1e-5),
+    lambda groups: torch.optim.AdamW(groups, eps=1e-5, weight_decay=0.1),
     lambda groups: torch.optim.SGD(groups, momentum=0.9),
     lambda groups: torch.optim.RMSprop(groups, alpha=0.99, eps=1e-5),
 ])
@@ -202,10 +203,14 @@ def test_core_learning_rate_is_saved_and_checked(tmp_path):
         with pytest.raises(ValueError, match="core_learning_rate must be a finite number > 0"):
             _model(core_learning_rate=bad)
     env = policies.make_env("CartPole-P-v0", 2, 0)
-    with pytest.raises(ValueError, match="starts at 0.0.*core_learning_rate=None"):
-        RecurrentPPO(GRSNPolicy, env, learning_rate=0.0, **SMALL)
-    RecurrentPPO(GRSNPolicy, env, learning_rate=0.0, **SMALL,
-                 policy_kwargs=dict(core_learning_rate=None))
+    with pytest.raises(ValueError, match="starts at -0.001.*core_learning_rate=None"):
+        RecurrentPPO(GRSNPolicy, env, learning_rate=-1e-3, **SMALL)
+    # RL Zoo's enjoy loads with learning rate 0: nothing to scale, the model loads and predicts
+    loaded = RecurrentPPO.load(tmp_path / "m", custom_objects={
+        "learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0})
+    obs = np.zeros((1, 2), dtype=np.float32)
+    assert np.array_equal(loaded.predict(obs, deterministic=True)[0],
+                          model.predict(obs, deterministic=True)[0])
 
 
 # ------------------------------------------------------------------ GRU baseline
