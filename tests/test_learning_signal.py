@@ -117,20 +117,17 @@ def test_shared_critic_core_is_the_actors_and_gets_the_value_gradient():
 
 # ------------------------------------------------------------------ the cores' learning rate
 
-@pytest.mark.parametrize("make_opt", [
-    lambda groups: torch.optim.Adam(groups, eps=1e-5),
-    lambda groups: torch.optim.AdamW(groups, eps=1e-5, weight_decay=0.1),
-    lambda groups: torch.optim.SGD(groups, momentum=0.9),
-    lambda groups: torch.optim.RMSprop(groups, alpha=0.99, eps=1e-5),
-])
-def test_scaled_step_is_a_learning_rate_of_its_own(make_opt):
+def _train_beside_a_group_rate(make_opt, scale: float, lr: float, steps: int):
+    """Trains two copies of a layer side by side, one with its weight in a parameter group at
+    ``scale * lr``, the other with one group at ``lr`` and :class:`ScaledStep` on its weight,
+    and checks that they stay equal. Returns the second copy's optimizer."""
     torch.manual_seed(0)
     ref, net = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
     net.load_state_dict(ref.state_dict())
-    ref_opt = make_opt([dict(params=[ref.weight], lr=4 * 3e-3), dict(params=[ref.bias], lr=3e-3)])
-    opt = make_opt([dict(params=list(net.parameters()), lr=3e-3)])
-    ScaledStep([net.weight], 4.0).attach(opt)
-    for _ in range(30):
+    ref_opt = make_opt([dict(params=[ref.weight], lr=scale * lr), dict(params=[ref.bias], lr=lr)])
+    opt = make_opt([dict(params=list(net.parameters()), lr=lr)])
+    ScaledStep([net.weight], scale).attach(opt)
+    for _ in range(steps):
         x = torch.randn(8, 4)
         for model, o in ((ref, ref_opt), (net, opt)):
             o.zero_grad()
@@ -138,6 +135,17 @@ def test_scaled_step_is_a_learning_rate_of_its_own(make_opt):
             o.step()
     torch.testing.assert_close(net.weight, ref.weight, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(net.bias, ref.bias, atol=1e-6, rtol=1e-5)
+    return opt
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda groups: torch.optim.Adam(groups, eps=1e-5),
+    lambda groups: torch.optim.AdamW(groups, eps=1e-5, weight_decay=0.1),
+    lambda groups: torch.optim.SGD(groups, momentum=0.9),
+    lambda groups: torch.optim.RMSprop(groups, alpha=0.99, eps=1e-5),
+])
+def test_scaled_step_is_a_learning_rate_of_its_own(make_opt):
+    opt = _train_beside_a_group_rate(make_opt, 4.0, 3e-3, 30)
     assert len(opt.param_groups) == 1  # a saved optimizer state loads whatever the scale
 
 
@@ -152,21 +160,7 @@ def test_scaled_step_scales_once_when_the_optimizer_calls_super_step():
                                            0.1)
             return super().step(closure)
 
-    torch.manual_seed(0)
-    ref, net = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
-    net.load_state_dict(ref.state_dict())
-    ref_opt = ClippingAdam([dict(params=[ref.weight], lr=3 * 1e-3), dict(params=[ref.bias])],
-                           lr=1e-3)
-    opt = ClippingAdam(net.parameters(), lr=1e-3)
-    ScaledStep([net.weight], 3.0).attach(opt)
-    for _ in range(10):
-        x = torch.randn(8, 4)
-        for model, o in ((ref, ref_opt), (net, opt)):
-            o.zero_grad()
-            (model(x) ** 2).sum().backward()
-            o.step()
-    torch.testing.assert_close(net.weight, ref.weight, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(net.bias, ref.bias, atol=1e-6, rtol=1e-5)
+    _train_beside_a_group_rate(ClippingAdam, 3.0, 1e-3, 10)
 
 
 def test_core_learning_rate_scales_the_step_of_the_cores_only():
