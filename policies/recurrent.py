@@ -252,8 +252,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         if aux_loss not in _AUX_LOSSES:
             raise ValueError(f"{type(self).__name__}: aux_loss must be one of {_AUX_LOSSES}, "
                              f"got {aux_loss!r}")
-        if (isinstance(aux_coef, bool) or not isinstance(aux_coef, (int, float))
-                or not math.isfinite(aux_coef) or aux_coef < 0):
+        if not _finite_real(aux_coef) or aux_coef < 0:
             raise ValueError(f"{type(self).__name__}: aux_coef must be a finite number >= 0 "
                              f"(0 trains the decoder's loss with no weight), got {aux_coef!r}")
         check_positive_int(aux_hidden, "aux_hidden")
@@ -717,14 +716,19 @@ def _obs_diff_loss(decoder: nn.Module, features: th.Tensor, latent: th.Tensor,
     return ((pred - target) ** 2).mean()
 
 
+def _finite_real(value: Any) -> bool:
+    """A finite int or float (``True``/``False`` are not numbers here)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value))
+
+
 def _core_step_scale(name: str, core_learning_rate: Optional[float],
                      lr_schedule: Schedule) -> float:
     """The factor :class:`ScaledStep` applies to the cores' step so they start at
     ``core_learning_rate`` (and follow the algorithm's schedule in proportion); 1 for ``None``."""
     if core_learning_rate is None:
         return 1.0
-    if (isinstance(core_learning_rate, bool) or not isinstance(core_learning_rate, (int, float))
-            or not math.isfinite(core_learning_rate) or core_learning_rate <= 0):
+    if not _finite_real(core_learning_rate) or core_learning_rate <= 0:
         raise ValueError(f"{name}: core_learning_rate must be a finite number > 0, or None for "
                          f"the algorithm's learning rate; got {core_learning_rate!r}")
     start = float(lr_schedule(1))
