@@ -6,6 +6,7 @@ sampled actions. The instrument behind docs/RESULTS.md's "The learning gap" tabl
     python examples/quick_levers.py --task CartPole-P-v0 --policy grsn --policy-kwargs critic_core=shared
     python examples/quick_levers.py --task Pendulum-P-v0 --policy lstm --seeds 0
     python examples/quick_levers.py --task CartPole-P-v0 --normalize     # VecNormalize'd inputs
+    python examples/quick_levers.py --task acrobot-zoo --policy grsn --seeds 0 1 2 3
 
 Tasks:
 
@@ -16,11 +17,20 @@ Tasks:
   ``lstm_hidden_size=64``, ``ortho_init=False``, ``enable_critic_lstm=True``, 50k steps; the
   test passes at a mean of 450 over 10 deterministic episodes on the training env. Evaluated the
   same way here (10 episodes, on the training ``VecNormalize`` env), and also with sampled actions.
+- ``acrobot-zoo``: a POMDP outside the project's suite, under another project's settings:
+  Acrobot-v1 with its two angular velocities removed (observations ``cos``/``sin`` of the two
+  angles), trained with RL Zoo's ``ppo_lstm.yml`` hyperparameters for Acrobot-v1 as written
+  (``normalize: true``, i.e. ``VecNormalize`` of observations and rewards; 16 envs,
+  ``n_steps=256, gae_lambda=0.94, gamma=0.99, n_epochs=4, ent_coef=0.0``; the rest
+  RecurrentPPO's defaults, learning rate 3e-4, batch 128), 80k steps, each policy with its own
+  defaults (``--hyperparams`` on top). 20 episodes on 4 fresh env copies seeded ``seed +
+  10000`` with the training statistics frozen, deterministic and sampled; the deployed actor's
+  energy on copies seeded ``seed + 20000``. A random policy scores -500 (the time limit).
 - any id of ``policies/zoo.py``: the table's settings (``--hyperparams`` on top) and budget;
   20 episodes on 4 fresh env copies seeded ``seed + 10000``, deterministic and sampled.
 
 Each run appends one JSON line (task, policy, policy_kwargs, hyperparams if given, seed, det,
-sampled, seconds; on a zoo task without ``--normalize`` also the deployed actor's energy per
+sampled, seconds; on ``acrobot-zoo`` and on a zoo task without ``--normalize`` also the deployed actor's energy per
 decision, counted as ``reproduce.py`` counts it: ``energy_agent_nj``, ``energy_core_nj``,
 ``macs_agent``, ``acs_agent``) to ``--out`` and prints it. One thread per run (``--threads``).
 """
@@ -36,17 +46,21 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.classic_control import CartPoleEnv
 from gymnasium.wrappers import TimeLimit
+import gymnasium as gym
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
 
 from policies import zoo
+from policies.envs import ObservationSubsetWrapper
 from policies.training import (
     POLICIES,
     add_kwargs_option,
     add_threads_option,
     build_model,
+    check_hyperparams,
     energy_of,
+    energy_on,
     evaluate_modes,
     make_task_env,
     set_threads,
@@ -58,6 +72,12 @@ PERF = dict(n_steps=128, learning_rate=7e-4, batch_size=256, n_epochs=10, max_gr
             gae_lambda=0.98)
 PERF_POLICY_KWARGS = dict(net_arch=dict(vf=[64], pi=[]), lstm_hidden_size=64, ortho_init=False,
                           enable_critic_lstm=True)
+
+#: RL Zoo's ppo_lstm.yml Acrobot-v1 settings (with ``normalize: true`` and 16 envs)
+ACROBOT_ZOO = dict(n_steps=256, gae_lambda=0.94, gamma=0.99, n_epochs=4, ent_coef=0.0)
+ACROBOT_ZOO_STEPS = 80_000
+#: evaluation episodes per mode on the zoo tasks and acrobot-zoo
+EVAL_EPISODES = 20
 
 
 class CartPoleNoVelEnv(CartPoleEnv):
@@ -82,6 +102,23 @@ def _perf_env():
     return TimeLimit(CartPoleNoVelEnv(), max_episode_steps=500)
 
 
+def _acrobot_p_env():
+    """Acrobot-v1 without its angular velocities: ``cos``/``sin`` of the two angles only."""
+    return ObservationSubsetWrapper(gym.make("Acrobot-v1"), (0, 1, 2, 3))
+
+
+def acrobot_zoo_env(n: int, seed: int, train_env: VecNormalize | None = None) -> VecNormalize:
+    """``n`` copies of the acrobot-zoo task's env, seeded: for training a ``VecNormalize`` of
+    observations and rewards (RL Zoo's ``normalize: true``); given the training env, one that
+    evaluates with its observation statistics frozen and raw rewards."""
+    env = make_vec_env(_acrobot_p_env, n_envs=n, seed=seed)
+    if train_env is None:
+        return VecNormalize(env)
+    env = VecNormalize(env, training=False, norm_reward=False)
+    env.obs_rms = train_env.obs_rms.copy()
+    return env
+
+
 def eval_env(task: str, seed: int, train_env):
     """The evaluation env of a table task: 4 fresh copies seeded ``seed + 10000``; when the
     training env is a ``VecNormalize``, wrapped in one that uses its (frozen) statistics."""
@@ -104,6 +141,14 @@ def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool 
         model.learn(50_000)
         det = evaluate_policy(model, env, n_eval_episodes=10, deterministic=True)[0]
         sampled = evaluate_policy(model, env, n_eval_episodes=10, deterministic=False)[0]
+    elif task == "acrobot-zoo":
+        env = acrobot_zoo_env(16, seed)
+        model = algo(policy_class, env, seed=seed, verbose=0, policy_kwargs=policy_kwargs,
+                     **{**ACROBOT_ZOO, **check_hyperparams(hyperparams)})
+        model.learn(ACROBOT_ZOO_STEPS)
+        det, sampled = evaluate_modes(model, lambda: acrobot_zoo_env(4, seed + 10_000, env),
+                                       EVAL_EPISODES)
+        energy = energy_on(model, acrobot_zoo_env(4, seed + 20_000, env))
     else:
         cfg = task_config(task, False, hyperparams=hyperparams)
         env = make_task_env(task, cfg["n_envs"], seed)
@@ -111,7 +156,7 @@ def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool 
             env = VecNormalize(env, norm_reward=False)
         model = build_model(policy, env, cfg, seed, "cpu", policy_kwargs=policy_kwargs)
         model.learn(cfg["n_timesteps"])
-        det, sampled = evaluate_modes(model, lambda: eval_env(task, seed, env), 20)
+        det, sampled = evaluate_modes(model, lambda: eval_env(task, seed, env), EVAL_EPISODES)
         if not normalize:  # the deployed actor's energy, as reproduce.py counts it
             energy = energy_of(model, task, seed, {})  # make_task_env adds the task's kwargs
     if normalize:
@@ -125,7 +170,7 @@ def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="perf", choices=["perf"] + sorted(zoo.hyperparams))
+    p.add_argument("--task", default="perf", choices=["perf", "acrobot-zoo"] + sorted(zoo.hyperparams))
     p.add_argument("--policy", default="grsn", choices=[k for k in POLICIES if k != "mlp"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     add_kwargs_option(p, "--policy-kwargs", "policy_kwargs on top of the task's")
@@ -142,8 +187,8 @@ def main(argv=None) -> int:
     if args.hyperparams and args.task == "perf":
         p.error("--task perf runs sb3-contrib's test settings as written; --hyperparams is for "
                 "the zoo tasks")
-    if args.normalize and args.task == "perf":
-        p.error("--task perf normalises its observations already (sb3-contrib's test does)")
+    if args.normalize and args.task in ("perf", "acrobot-zoo"):
+        p.error(f"--task {args.task} normalises its observations already (its settings do)")
     set_threads(args.threads)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     for seed in args.seeds:

@@ -53,7 +53,7 @@ __all__ = [
     "CRITICS", "CSV_FIELDS", "Diagnostic", "JobsFailed", "MARL_TASKS", "POLICIES", "POMDP_TASKS",
     "RECURRENT_POLICIES", "TASK_KWARGS", "Trained", "add_sweep_options", "add_threads_option",
     "append_row", "budget_conflict", "build_model", "check_csv_header", "check_hyperparams",
-    "check_sweep_options", "evaluate_modes", "load_rows", "make_task_env", "needs_ray",
+    "check_sweep_options", "energy_of", "energy_on", "evaluate_modes", "load_rows", "make_task_env", "needs_ray",
     "parse_kwargs", "positive_int", "run_all", "run_diagnostic", "run_matrix", "run_jobs",
     "run_one", "run_team", "set_threads", "smooth_curve", "TEAM_CSV_FIELDS", "task_config",
     "task_env_kwargs", "team_curve_path", "train_one",
@@ -394,11 +394,19 @@ def train_one(task: str, policy: str, seed: int, quick: bool,
 
 def energy_of(model, task: str, seed: int, env_kwargs: dict, critic: str = "none") -> dict:
     """Energy per decision (of the deployed actor) from real rollout observations of the
-    trained model; ``critic`` as the model was trained (:func:`train_one`)."""
-    from . import energy
-
+    trained model on fresh copies of ``task`` seeded ``seed + 20000``; ``critic`` as the model
+    was trained (:func:`train_one`)."""
     env = make_task_env(task, 2 if _is_marl(task) else 4, seed + 20_000, **_central(critic),
                         **env_kwargs)
+    return energy_on(model, env)
+
+
+def energy_on(model, env) -> dict:
+    """Energy per decision of ``model``'s deployed actor, counted on 128 steps it runs in
+    ``env`` (a VecEnv, closed after): ``energy_agent_nj``, ``energy_core_nj`` (0 for a policy
+    without a memory core), ``macs_agent``, ``acs_agent``."""
+    from . import energy
+
     obs, starts = energy.collect_observations(model, env, n_steps=128)
     report = energy.estimate_energy(model.policy, obs, starts)
     env.close()

@@ -530,6 +530,51 @@ def test_quick_levers_reports_the_deployed_actors_energy(monkeypatch):
     assert "energy_agent_nj" not in row and {"det", "sampled"} <= set(row)
 
 
+def test_quick_levers_acrobot_zoo_env_hides_the_velocities_and_freezes_its_statistics():
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    train = quick_levers.acrobot_zoo_env(2, 0)
+    assert isinstance(train, VecNormalize) and train.training and train.norm_reward
+    assert train.observation_space.shape == (4,)  # cos/sin of the two angles, no velocities
+    obs = train.reset()
+    raw = train.get_original_obs()
+    np.testing.assert_allclose(raw[:, 0] ** 2 + raw[:, 1] ** 2, 1.0, rtol=1e-5)
+    np.testing.assert_allclose(raw[:, 2] ** 2 + raw[:, 3] ** 2, 1.0, rtol=1e-5)
+    for _ in range(10):
+        obs = train.step(np.array([train.action_space.sample() for _ in range(2)]))[0]
+    ev = quick_levers.acrobot_zoo_env(4, 10_000, train)
+    assert not ev.training and not ev.norm_reward and ev.num_envs == 4
+    np.testing.assert_array_equal(ev.obs_rms.mean, train.obs_rms.mean)
+    mean = ev.obs_rms.mean.copy()
+    for _ in range(10):  # training goes on; the evaluation env's statistics stay where they were
+        train.step(np.array([train.action_space.sample() for _ in range(2)]))
+    assert not np.array_equal(train.obs_rms.mean, mean)
+    np.testing.assert_array_equal(ev.obs_rms.mean, mean)
+
+
+def test_quick_levers_acrobot_zoo_trains_with_rl_zoos_settings(monkeypatch, capsys):
+    built = []
+
+    def spy(*args, **kwargs):
+        built.append(RecurrentPPO(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(quick_levers, "ACROBOT_ZOO_STEPS", 16 * 256)  # one rollout
+    monkeypatch.setattr(quick_levers, "EVAL_EPISODES", 4)
+    monkeypatch.setitem(quick_levers.POLICIES, "grsn", (spy, quick_levers.POLICIES["grsn"][1]))
+    row = quick_levers.run("acrobot-zoo", "grsn", 0, {}, hyperparams=dict(n_epochs=1))
+    model = built[0]
+    assert (model.n_envs, model.n_steps, model.gae_lambda, model.gamma, model.ent_coef) == (
+        16, 256, 0.94, 0.99, 0.0)
+    assert model.n_epochs == 1 and model.learning_rate == 3e-4  # --hyperparams on top
+    assert model.num_timesteps == 16 * 256
+    assert -500.0 <= row["det"] <= 0.0 and -500.0 <= row["sampled"] <= 0.0
+    assert row["energy_agent_nj"] > row["energy_core_nj"] > 0
+    with pytest.raises(SystemExit) as exc:
+        quick_levers.main(["--task", "acrobot-zoo", "--hyperparams", "n_timesteps=10"])
+    assert exc.value.code == 2 and "n_timesteps" in capsys.readouterr().err
+
+
 def test_quick_levers_hyperparams_reach_the_algorithm(monkeypatch, capsys):
     def tiny(task):  # the task's settings with a budget of one rollout
         cfg = zoo.hyperparams[task].copy()
