@@ -112,16 +112,21 @@ class EnergyReport:
     * ``agent``: the deployed agent = actor path only (features, actor core incl. shortcut,
       actor MLP, action head). **The critic is not counted.**
     * ``agent_with_critic``: actor path + critic path (critic core or feed-forward critic,
-      value MLP, value head); a shared core is counted once.
+      value MLP, value head), as a training forward pass runs them: a core shared the way
+      sb3-contrib's ``shared_lstm`` shares it (one pass, the critic reads its output) is
+      counted once; the actor's core run again for the critic (``critic_core="shared"`` of
+      :class:`policies.GRSNPolicy`) is counted twice, once in ``agent``.
 
     :param policy_name: class name of the policy.
     :param n_decisions: ``T * n_envs`` decisions the counts are averaged over.
     :param constants: the energy constants of the ``energy_*`` values.
     :param firing_rate: mean firing rate (spikes per neuron per step, sub-steps included) of the
         actor core's readout layer on these observations; ``None`` without a spiking core.
-    :param critic_firing_rate: the same for the critic's own spiking core, else ``None``.
+    :param critic_firing_rate: the same for the critic's own spiking core, else ``None`` (also
+        when the critic runs the actor's core).
     :param per_module: per decision counts per module name (neuron updates under the neuron
-        module's name, or ``"<linear name> (LIF neurons)"``).
+        module's name, or ``"<linear name> (LIF neurons)"``): the modules the deployed actor
+        runs as it runs them, the critic's own modules as the critic pass runs them.
     :param notes: remarks about the counting of this policy (e.g. a non-binary spike input).
     """
 
@@ -358,8 +363,11 @@ class _FiringStats:
     so a training-time :class:`policies.FiringRateCallback` is not disturbed."""
 
     def __init__(self, cores: Sequence[Optional[nn.Module]]):
-        self.cores = [c for c in cores if c is not None and hasattr(c, "firing_rate")
-                      and hasattr(c, "reset_firing_stats")]
+        self.cores = []
+        for c in cores:  # each core once: a critic may run the actor's core
+            if (c is not None and hasattr(c, "firing_rate") and hasattr(c, "reset_firing_stats")
+                    and not any(c is seen for seen in self.cores)):
+                self.cores.append(c)
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def __enter__(self) -> "_FiringStats":
@@ -461,12 +469,18 @@ def estimate_energy(policy: Any, observations: ArrayLike,
     flat_starts = torch.as_tensor(np.ascontiguousarray(starts.swapaxes(0, 1)).reshape(-1),
                                   device=device)
 
-    def call() -> None:
+    def call(actor_only: bool) -> None:
+        # the deployed actor is what predict runs (get_distribution); forward runs the critic too
         if recurrent:
             layers, _, hidden = policy.lstm_hidden_state_shape
             z = lambda: torch.zeros(layers, n_envs, hidden, device=device)  # noqa: E731
             states = RNNStates((z(), z()), (z(), z()))
-            policy.forward(flat_obs, states, flat_starts, deterministic=True)
+            if actor_only:
+                policy.get_distribution(flat_obs, states.pi, flat_starts)
+            else:
+                policy.forward(flat_obs, states, flat_starts, deterministic=True)
+        elif actor_only:
+            policy.get_distribution(flat_obs)
         else:
             policy.forward(flat_obs, deterministic=True)
 
@@ -478,29 +492,32 @@ def estimate_energy(policy: Any, observations: ArrayLike,
     try:
         with (normalizer.paused() if normalizer is not None else contextlib.nullcontext()), \
                 _FiringStats([actor_core, critic_core]) as stats:
-            counted = count_ops_by_module(policy, call, roles)
+            # counted apart: a critic that runs the actor's core (critic_core="shared") runs
+            # the same modules a second time, which the deployed actor does not
+            counted_actor = count_ops_by_module(policy, lambda: call(True), roles)
+            counted = count_ops_by_module(policy, lambda: call(False), roles)
             rate = stats.rate(actor_core)
-            critic_rate = stats.rate(critic_core)
+            critic_rate = stats.rate(critic_core) if critic_core is not actor_core else None
     finally:
         policy.set_training_mode(was_training)
 
     per_decision = 1.0 / (T * n_envs)
-    per_module = {k: v.scaled(per_decision) for k, v in counted.per_module.items()}
+    # the actor's modules as the deployed actor runs them, the critic's own from the critic pass
+    per_module = {k: v.scaled(per_decision)
+                  for k, v in {**counted.per_module, **counted_actor.per_module}.items()}
     notes = list(counted.notes)
     actor_path = _names_of(policy, names, _ACTOR_PATH)
     critic_path = _names_of(policy, names, _CRITIC_PATH)
     core = OpCounts() if recurrent else None
     agent, with_critic = OpCounts(), OpCounts()
-    for name, counts in per_module.items():
-        in_actor = _under(name, actor_path)
-        in_critic = _under(name, critic_path)
-        if not (in_actor or in_critic):
-            in_actor = True
+    for name, counts in counted.per_module.items():
+        if not (_under(name, actor_path) or _under(name, critic_path)):
             notes.append(f"{name} is neither on the actor nor on the critic path of a standard "
                          "policy; counted in both agent scopes")
-        if in_actor:
-            agent = agent + counts
-        with_critic = with_critic + counts
+        with_critic = with_critic + counts.scaled(per_decision)
+    for name, counts in counted_actor.per_module.items():
+        counts = counts.scaled(per_decision)
+        agent = agent + counts
         if recurrent and _under(name, core_names) and not _under(name, outside_core):
             core = core + counts
     if recurrent and policy.shared_lstm:

@@ -137,6 +137,23 @@ def test_observations_are_threaded_per_environment():
         r.as_dict())
 
 
+def test_a_critic_running_the_actors_core_is_not_counted_in_the_agent():
+    """critic_core="shared" runs the actor's core a second time for the critic: the deployed
+    agent is counted as with a critic core of its own, the training pass with both runs."""
+    shared = _grsn_policy(critic_core="shared")
+    assert shared.lstm_critic is shared.lstm_actor
+    own = _grsn_policy()
+    own.load_state_dict(shared.state_dict(), strict=False)  # same actor; the critic core differs
+    for pol in (shared, own):
+        _set_pattern(pol.lstm_actor.grsn.layers[0])
+    a, b = estimate_energy(shared, _obs(), STARTS), estimate_energy(own, _obs(), STARTS)
+    assert a.agent.as_dict() == b.agent.as_dict() and a.core.as_dict() == b.core.as_dict()
+    assert a.per_module["lstm_actor.grsn.layers.0.fc"] == b.per_module["lstm_actor.grsn.layers.0.fc"]
+    assert a.firing_rate == b.firing_rate and a.critic_firing_rate is None
+    # the training pass: the core twice (32 MACs each) + value_net Linear(5, 1)
+    assert a.agent_with_critic.macs - a.agent.macs == pytest.approx(32 + 5)
+
+
 def test_spikes_plus_obs_readout_splits_ac_and_mac_columns():
     pol = _grsn_policy(readout="spikes+obs", shortcut_dim=3)
     _set_pattern(pol.lstm_actor.grsn.layers[0])
