@@ -39,7 +39,7 @@ class FiringRateCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         policy = self.model.policy
         self.logger.record("spikes/firing_rate_actor", policy.lstm_actor.firing_rate())
-        if policy.lstm_critic is not None:
+        if policy.lstm_critic in policy.cores()[1:]:  # a spiking critic core of its own
             self.logger.record("spikes/firing_rate_critic", policy.lstm_critic.firing_rate())
 
 

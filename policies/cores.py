@@ -37,7 +37,7 @@ from grsn_sj.functional import (
     reset_membrane,
 )
 
-__all__ = ["SpikingCore", "GRSNCore", "LIFCore", "NoTAPCore", "GRUCore"]
+__all__ = ["SpikingCore", "GRSNCore", "LIFCore", "NoTAPCore", "GRUCore", "PaddedGRUCore"]
 
 State = tuple[torch.Tensor, torch.Tensor]
 
@@ -276,3 +276,27 @@ class GRUCore(nn.Module):
             out, h = self.gru(features[a:b], h.contiguous())
             outs.append(out)
         return torch.cat(outs), (h, torch.zeros_like(state[1]))
+
+
+class PaddedGRUCore(GRUCore):
+    """A :class:`GRUCore` whose latent ``[h, 0, ..., 0]`` is ``output_dim`` wide: a critic core
+    beside a spiking actor whose readout (spikes and an observation embedding) is wider than the
+    hidden state, so that actor and critic heads keep the one input width SB3's ``MlpExtractor``
+    builds them for. The zero columns reach the value head's first layer as inputs that are
+    always zero (its weights on them get no gradient).
+
+    :param output_dim: width of the latent, at least ``hidden_size``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, output_dim: int, num_layers: int = 1):
+        super().__init__(input_size, hidden_size, num_layers)
+        check_positive_int(output_dim, "output_dim")
+        if output_dim < hidden_size:
+            raise ValueError(f"PaddedGRUCore: output_dim must be at least hidden_size "
+                             f"({hidden_size}), got {output_dim}")
+        self.output_dim = output_dim
+
+    def forward(self, features: torch.Tensor, state: State,
+                episode_starts: torch.Tensor) -> tuple[torch.Tensor, State]:
+        out, state = super().forward(features, state, episode_starts)
+        return nn.functional.pad(out, (0, self.output_dim - self.hidden_size)), state

@@ -37,14 +37,14 @@ from torch import nn
 from grsn_sj.functional import ForgetBias, check_positive_int
 
 from .central import central_critic_extractor, central_policy_kwargs
-from .cores import GRSNCore, GRUCore, LIFCore, NoTAPCore, SpikingCore
+from .cores import GRSNCore, GRUCore, LIFCore, NoTAPCore, PaddedGRUCore, SpikingCore
 from .obs_norm import ObservationNormalizer
 
 __all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "PaperGRSNPolicy", "LIFPolicy", "NoTAPPolicy", "GRUPolicy",
            "CnnGRSNPolicy", "MultiInputGRSNPolicy", "CnnLIFPolicy", "MultiInputLIFPolicy",
            "CnnNoTAPPolicy", "MultiInputNoTAPPolicy", "LSTMPolicy"]
 
-_CRITIC_CORES = ("same", "shared")
+_CRITIC_CORES = ("same", "shared", "gru")
 _AUX_LOSSES = (None, "obs_diff")
 _ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _LSTM_ALIASES = {"lstm_hidden_size": "grsn_hidden_size", "n_lstm_layers": "n_grsn_layers",
@@ -144,9 +144,17 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
     :param aux_coef: weight of that loss against the PPO loss.
     :param aux_hidden: width of the decoder's hidden layer.
     :param critic_core: the critic's memory when it has its own (``enable_critic_grsn``):
-        ``"same"`` (a second core of the actor's kind) or ``"shared"`` (the actor's core, run a
+        ``"same"`` (a second core of the actor's kind), ``"shared"`` (the actor's core, run a
         second time for the critic with its own carried state, so the value loss also trains
-        the actor's memory). The deployed actor, and so its energy, is the same for both.
+        the actor's memory) or ``"gru"`` (a non-spiking GRU of the same hidden size,
+        :class:`policies.cores.PaddedGRUCore`, its latent zero-padded to the readout's width;
+        trained at ``core_learning_rate`` like the spiking cores). The deployed actor, and so its
+        energy, is the same for all three (the critic is training-only). ``"gru"`` is for
+        settings with few PPO updates at a low learning rate: on a held-out velocity-masked
+        Acrobot under RL Zoo's Acrobot-v1 settings (20 updates at 3e-4) it learned on 10 seeds
+        of 20 against the default's 5 (the LSTM 11), but with the suite's settings it lost
+        CartPole-P (348.2 against 484.6 over six seeds) and a Pendulum-P seed of three, so it is
+        not the default (docs/RESULTS.md, "Levers on the held-out gap after 0.9").
     :param centralised_critic: a training-only critic that also reads a global state (MAPPO
         style, :mod:`policies.central`): observations must be a ``Dict`` with keys ``"obs"``
         and ``"state"`` (wrap a :class:`policies.PettingZooVecEnv` in
@@ -288,6 +296,10 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             # one core, run for the actor and for the critic (each with its own carried
             # state): the value loss backpropagates into the actor's memory
             self.lstm_critic = self.lstm_actor
+        elif self.lstm_critic is not None and critic_core == "gru":
+            # a training-only GRU whose state takes the spiking core's slots, its latent
+            # zero-padded to the readout's width so the value head keeps the actor's input width
+            self.lstm_critic = PaddedGRUCore(vf_dim, hidden, self._latent_dim, layers)
         self.aux_kwargs = dict(aux_loss=aux_loss, aux_coef=aux_coef, aux_hidden=aux_hidden,
                                critic_core=critic_core, centralised_critic=centralised_critic,
                                normalize_obs=normalize_obs, clip_obs=clip_obs,

@@ -240,6 +240,55 @@ def test_gru_policy_trains_saves_and_loads(tmp_path):
     assert np.array_equal(a1, a2) and np.array_equal(s1[0], s2[0])
 
 
+def test_gru_critic_core_is_training_only_and_saved(tmp_path):
+    """critic_core="gru": the critic's memory is a GRU in the spiking core's state slots, its
+    latent [h, 0...] as wide as the actor's readout; the deployed actor is the default's."""
+    from policies.callbacks import FiringRateCallback
+    from policies.cores import PaddedGRUCore
+    from policies.energy import estimate_energy
+
+    model = _model(grsn_hidden_size=8, critic_core="gru")
+    pol = model.policy
+    assert isinstance(pol.lstm_critic, PaddedGRUCore) and pol.cores() == [pol.lstm_actor]
+    assert pol.lstm_critic.hidden_size == 8 and pol.lstm_critic.output_dim == 16  # spikes + obs
+    # values over a sequence with resets == one step at a time; the padding is zeros
+    torch.manual_seed(0)
+    x = torch.randn(9, 2, pol.lstm_critic.input_size)
+    starts = torch.zeros(9, 2)
+    starts[0] = starts[5, 1] = 1
+    zeros = (torch.zeros(1, 2, 8), torch.zeros(1, 2, 8))
+    out, _ = pol.lstm_critic(x, zeros, starts)
+    state, steps = zeros, []
+    for t in range(9):
+        o, state = pol.lstm_critic(x[t:t + 1], state, starts[t:t + 1])
+        steps.append(o)
+    torch.testing.assert_close(out, torch.cat(steps))
+    assert torch.count_nonzero(out[..., 8:]) == 0 and torch.count_nonzero(out[..., :8]) > 0
+    # it trains (the firing-rate callback logs the actor's core only), at the cores' rate
+    before = [p.detach().clone() for p in pol.lstm_critic.parameters()]
+    model.learn(128, callback=FiringRateCallback())
+    assert all(not torch.equal(a, b) for a, b in zip(before, pol.lstm_critic.parameters()))
+    # the deployed actor is the one a spiking critic would have: same counts, same actions
+    own = _model(grsn_hidden_size=8)
+    own.policy.load_state_dict({k: v for k, v in pol.state_dict().items()
+                                if not k.startswith("lstm_critic.")}, strict=False)
+    obs = np.random.default_rng(0).normal(size=(12, 2, 2)).astype(np.float32)
+    a, b = estimate_energy(pol, obs), estimate_energy(own.policy, obs)
+    assert a.agent.as_dict() == b.agent.as_dict() and a.critic_firing_rate is None
+    assert a.agent_with_critic.macs > a.agent.macs
+    assert np.array_equal(model.predict(obs[0], deterministic=True)[0],
+                          own.predict(obs[0], deterministic=True)[0])
+    model.save(tmp_path / "m")
+    loaded = RecurrentPPO.load(tmp_path / "m")
+    assert isinstance(loaded.policy.lstm_critic, PaddedGRUCore)
+    for (n1, p1), (n2, p2) in zip(pol.state_dict().items(), loaded.policy.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2)
+    with pytest.raises(ValueError, match="critic core of its own"):
+        _model(critic_core="gru", shared_grsn=True, enable_critic_grsn=False)
+    with pytest.raises(ValueError, match="output_dim must be at least hidden_size"):
+        PaddedGRUCore(2, 8, 4)
+
+
 # ------------------------------------------------------------------ the instrument
 
 def test_ridge_probe_recovers_a_linear_target_and_not_noise():
