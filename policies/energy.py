@@ -513,7 +513,8 @@ def estimate_energy(policy: Any, observations: ArrayLike,
     for name, counts in counted.per_module.items():
         if not (_under(name, actor_path) or _under(name, critic_path)):
             notes.append(f"{name} is neither on the actor nor on the critic path of a standard "
-                         "policy; counted in both agent scopes")
+                         "policy; counted in agent_with_critic, and in agent where predict's "
+                         "pass runs it")
         with_critic = with_critic + counts.scaled(per_decision)
     for name, counts in counted_actor.per_module.items():
         counts = counts.scaled(per_decision)
