@@ -30,8 +30,8 @@ Tasks:
   20 episodes on 4 fresh env copies seeded ``seed + 10000``, deterministic and sampled.
 
 Each run appends one JSON line (task, policy, policy_kwargs, hyperparams if given, seed, det,
-sampled, seconds; on ``acrobot-zoo`` and on a zoo task without ``--normalize`` also the deployed actor's energy per
-decision, counted as ``reproduce.py`` counts it: ``energy_agent_nj``, ``energy_core_nj``,
+sampled, seconds; on ``acrobot-zoo`` and on a zoo task without ``--normalize`` also the
+deployed actor's energy per decision, counted as ``reproduce.py`` counts it: ``energy_agent_nj``, ``energy_core_nj``,
 ``macs_agent``, ``acs_agent``) to ``--out`` and prints it. One thread per run (``--threads``).
 """
 from __future__ import annotations
@@ -170,7 +170,8 @@ def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="perf", choices=["perf", "acrobot-zoo"] + sorted(zoo.hyperparams))
+    p.add_argument("--task", default="perf",
+                   choices=["perf", "acrobot-zoo"] + sorted(zoo.hyperparams))
     p.add_argument("--policy", default="grsn", choices=[k for k in POLICIES if k != "mlp"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     add_kwargs_option(p, "--policy-kwargs", "policy_kwargs on top of the task's")
