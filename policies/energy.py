@@ -502,22 +502,22 @@ def estimate_energy(policy: Any, observations: ArrayLike,
         policy.set_training_mode(was_training)
 
     per_decision = 1.0 / (T * n_envs)
+    training_pass = {k: v.scaled(per_decision) for k, v in counted.per_module.items()}
+    actor_pass = {k: v.scaled(per_decision) for k, v in counted_actor.per_module.items()}
     # the actor's modules as the deployed actor runs them, the critic's own from the critic pass
-    per_module = {k: v.scaled(per_decision)
-                  for k, v in {**counted.per_module, **counted_actor.per_module}.items()}
+    per_module = {**training_pass, **actor_pass}
     notes = list(counted.notes)
     actor_path = _names_of(policy, names, _ACTOR_PATH)
     critic_path = _names_of(policy, names, _CRITIC_PATH)
     core = OpCounts() if recurrent else None
     agent, with_critic = OpCounts(), OpCounts()
-    for name, counts in counted.per_module.items():
+    for name, counts in training_pass.items():
         if not (_under(name, actor_path) or _under(name, critic_path)):
             notes.append(f"{name} is neither on the actor nor on the critic path of a standard "
                          "policy; counted in agent_with_critic, and in agent where predict's "
                          "pass runs it")
-        with_critic = with_critic + counts.scaled(per_decision)
-    for name, counts in counted_actor.per_module.items():
-        counts = counts.scaled(per_decision)
+        with_critic = with_critic + counts
+    for name, counts in actor_pass.items():
         agent = agent + counts
         if recurrent and _under(name, core_names) and not _under(name, outside_core):
             core = core + counts
