@@ -536,12 +536,12 @@ def test_quick_levers_acrobot_zoo_env_hides_the_velocities_and_freezes_its_stati
     train = quick_levers.acrobot_zoo_env(2, 0)
     assert isinstance(train, VecNormalize) and train.training and train.norm_reward
     assert train.observation_space.shape == (4,)  # cos/sin of the two angles, no velocities
-    obs = train.reset()
+    train.reset()
     raw = train.get_original_obs()
     np.testing.assert_allclose(raw[:, 0] ** 2 + raw[:, 1] ** 2, 1.0, rtol=1e-5)
     np.testing.assert_allclose(raw[:, 2] ** 2 + raw[:, 3] ** 2, 1.0, rtol=1e-5)
     for _ in range(10):
-        obs = train.step(np.array([train.action_space.sample() for _ in range(2)]))[0]
+        train.step(np.array([train.action_space.sample() for _ in range(2)]))
     ev = quick_levers.acrobot_zoo_env(4, 10_000, train)
     assert not ev.training and not ev.norm_reward and ev.num_envs == 4
     np.testing.assert_array_equal(ev.obs_rms.mean, train.obs_rms.mean)
