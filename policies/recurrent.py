@@ -39,6 +39,7 @@ from grsn_sj.functional import ForgetBias, check_positive_int
 from .central import central_critic_extractor, central_policy_kwargs
 from .cores import GRSNCore, GRUCore, LIFCore, NoTAPCore, PaddedGRUCore, SpikingCore
 from .obs_norm import ObservationNormalizer
+from .value_head import SymExpValueHead
 
 __all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "PaperGRSNPolicy", "LIFPolicy", "NoTAPPolicy", "GRUPolicy",
            "CnnGRSNPolicy", "MultiInputGRSNPolicy", "CnnLIFPolicy", "MultiInputLIFPolicy",
@@ -46,6 +47,7 @@ __all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "PaperGRSNPolicy", "LIFPolicy
 
 _CRITIC_CORES = ("same", "shared", "gru")
 _AUX_LOSSES = (None, "obs_diff")
+_VALUE_HEADS = ("symexp", "linear")
 _ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _LSTM_ALIASES = {"lstm_hidden_size": "grsn_hidden_size", "n_lstm_layers": "n_grsn_layers",
                  "shared_lstm": "shared_grsn", "enable_critic_lstm": "enable_critic_grsn"}
@@ -157,6 +159,19 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         it lost CartPole-P (320.0 ± 117.2 against 484.6 over six seeds), two Pendulum-P seeds
         of three and that Acrobot (1 seed of 10 against 7), so it is not the default
         (docs/RESULTS.md, "Giving the critic the velocity").
+    :param value_head: ``"linear"`` (SB3's ``value_net``) or ``"symexp"``
+        (:class:`policies.value_head.SymExpValueHead`: the same ``Linear`` through
+        ``symexp(y) = sign(y) (exp|y| - 1)``, so the critic's ``tanh`` MLP needs only
+        ``log(1 + |V|)`` of range; RecurrentPPO's value loss is unchanged). For
+        ``critic_core="gru"`` with rewards that are not normalised: there the GRU critic's
+        ``tanh`` MLP saturates and the value is one constant (explained variance 0 for the whole
+        run on CartPole-P, as for sb3-contrib's LSTM critic), and with ``"symexp"`` it follows
+        the returns (CartPole-P over six seeds 468.2 ± 42.8 against 320.0 ± 117.2). Not a
+        default: with the spiking critic it lost Pendulum-P (-720.7 over three seeds against
+        -240.9 over six) and some CartPole-P (441.9), and the GRU critic with it still loses
+        Pendulum-P (-423.5 ± 187.1 over six seeds) (docs/RESULTS.md, "What the critics
+        predict"). With ``VecNormalize`` rewards the two heads are close (``symexp(y) ~ y``
+        near 0).
     :param centralised_critic: a training-only critic that also reads a global state (MAPPO
         style, :mod:`policies.central`): observations must be a ``Dict`` with keys ``"obs"``
         and ``"state"`` (wrap a :class:`policies.PettingZooVecEnv` in
@@ -223,6 +238,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         clip_obs: float = 10.0,
         obs_scale: float = 1.0,
         core_learning_rate: Optional[float] = 1e-3,
+        value_head: str = "linear",
         **lstm_style_kwargs: Any,
     ):
         central = central_policy_kwargs(type(self).__name__, observation_space, dict(
@@ -266,6 +282,9 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             raise ValueError(f"{type(self).__name__}: aux_coef must be a finite number >= 0 "
                              f"(0 trains the decoder's loss with no weight), got {aux_coef!r}")
         check_positive_int(aux_hidden, "aux_hidden")
+        if value_head not in _VALUE_HEADS:
+            raise ValueError(f"{type(self).__name__}: value_head must be one of {_VALUE_HEADS}, "
+                             f"got {value_head!r}")
         core_scale = _core_step_scale(type(self).__name__, core_learning_rate, lr_schedule)
         if not isinstance(normalize_obs, bool):
             raise TypeError(f"{type(self).__name__}: normalize_obs must be True or False, got "
@@ -306,7 +325,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                                critic_core=critic_core, centralised_critic=centralised_critic,
                                normalize_obs=normalize_obs, clip_obs=clip_obs,
                                obs_scale=obs_scale,
-                               core_learning_rate=core_learning_rate)
+                               core_learning_rate=core_learning_rate, value_head=value_head)
         self.obs_normalizer = obs_normalizer
         self.aux_decoder = (nn.Sequential(nn.Linear(self._latent_dim, aux_hidden), nn.ReLU(),
                                           nn.Linear(aux_hidden, self.features_dim))
@@ -319,6 +338,10 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         self.last_aux_tensor: Optional[th.Tensor] = None
         if self.critic is not None:
             self.critic = nn.Linear(vf_dim, self._latent_dim)
+        if value_head == "symexp":  # the parent's initialised weights, through symexp
+            head = SymExpValueHead(self.value_net.in_features, self.value_net.out_features)
+            head.load_state_dict(self.value_net.state_dict())
+            self.value_net = head
         self.to(self.device)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
                                               **self.optimizer_kwargs)
