@@ -8,7 +8,8 @@ Trains each policy with the task's hyperparameters (``policies/zoo.py``) and
 :class:`policies.diagnostics.LearningSignalCallback`, which logs once per PPO update: the
 gradient norm the actor loss, the entropy bonus, the critic loss and any auxiliary loss send into
 the memory core; the share of the whole gradient that ``max_grad_norm`` removes; how many of the
-rollout's spikes one update flips; the firing rate; RecurrentPPO's clip fraction and approx-KL;
+rollout's spikes one update flips; the firing rate; RecurrentPPO's clip fraction and approx-KL,
+its critic's explained variance and value loss;
 and every ``--probe-every`` updates the cross-validated R^2 of a linear probe from the readout
 (what the heads see) to the hidden velocity (CartPole-P, Pendulum-P; else the observation
 difference). Per policy: ``<out>/<env>_<policy>_s<seed>.csv`` (one row per update) and
@@ -38,7 +39,7 @@ from policies.training import (
 
 SPIKING = ("grsn", "lif", "notap")
 SHOWN = ("grad_core_actor", "grad_core_critic", "grad_core_aux", "clipped_fraction",
-         "flip_rate", "firing_rate", "approx_kl", "probe_r2")
+         "flip_rate", "firing_rate", "approx_kl", "probe_r2", "explained_variance")
 
 
 def summarise(rows: list[dict]) -> dict[str, tuple[float, float]]:

@@ -19,6 +19,11 @@ learning signal goes:
   the memory's output;
 - ``firing_rate`` of the actor's readout layer over the rollout;
 - ``clip_fraction``, ``approx_kl``: RecurrentPPO's own statistics of that update;
+- ``explained_variance``, ``value_loss``: RecurrentPPO's own statistics of the critic in that
+  update (``1 - Var(returns - values) / Var(returns)`` over the rollout, with the values the
+  critic predicted while collecting it; and the value loss). An explained variance that stays
+  at 0 while the returns vary is a critic predicting one constant: a ``tanh`` value head
+  saturated by unnormalised returns (docs/RESULTS.md, "What the critics predict");
 - ``probe_r2`` every ``probe_every`` updates: cross-validated R^2 of a linear (ridge) probe from
   the actor core's readout (what the heads see) to a hidden target -- by default the
   standardised observation difference ``o_t - o_{t-1}`` (available for every task), or a
@@ -69,7 +74,8 @@ def hidden_velocity(task: str) -> Optional[Callable[[Any], np.ndarray]]:
 
 FIELDS = ["update", "timesteps", "grad_core_actor", "grad_core_entropy", "grad_core_critic",
           "grad_core_aux", "grad_total", "clipped_fraction", "flip_rate", "firing_rate",
-          "clip_fraction", "approx_kl", "aux_loss", "probe_r2"]
+          "clip_fraction", "approx_kl", "aux_loss", "probe_r2", "explained_variance",
+          "value_loss"]
 
 
 def ridge_cv_r2(x: np.ndarray, y: np.ndarray, folds: int = 4,
@@ -303,6 +309,8 @@ class LearningSignalCallback(BaseCallback):
         values = self.model.logger.name_to_value
         row["clip_fraction"] = float(values.get("train/clip_fraction", float("nan")))
         row["approx_kl"] = float(values.get("train/approx_kl", float("nan")))
+        row["explained_variance"] = float(values.get("train/explained_variance", float("nan")))
+        row["value_loss"] = float(values.get("train/value_loss", float("nan")))
         row["aux_loss"] = float(getattr(policy, "last_aux_loss", float("nan")))
         self.rows.append(row)
         for key in FIELDS[2:]:
