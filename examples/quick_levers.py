@@ -6,6 +6,7 @@ sampled actions. The instrument behind docs/RESULTS.md's "The learning gap" tabl
     python examples/quick_levers.py --task CartPole-P-v0 --policy grsn --policy-kwargs critic_core=shared
     python examples/quick_levers.py --task Pendulum-P-v0 --policy lstm --seeds 0
     python examples/quick_levers.py --task CartPole-P-v0 --normalize     # VecNormalize'd inputs
+    python examples/quick_levers.py --task CartPole-P-v0 --policy lstm --normalize --normalize-reward
     python examples/quick_levers.py --task acrobot-zoo --policy grsn --seeds 0 1 2 3
 
 Tasks:
@@ -130,7 +131,7 @@ def eval_env(task: str, seed: int, train_env):
 
 
 def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool = False,
-        hyperparams: dict | None = None) -> dict:
+        hyperparams: dict | None = None, normalize_reward: bool = False) -> dict:
     algo, policy_class = POLICIES[policy]
     t0 = time.time()
     energy = {}
@@ -152,15 +153,16 @@ def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool 
     else:
         cfg = task_config(task, False, hyperparams=hyperparams)
         env = make_task_env(task, cfg["n_envs"], seed)
-        if normalize:  # RL Zoo's `normalize: true`, observations only
-            env = VecNormalize(env, norm_reward=False)
+        if normalize:  # observations; with normalize_reward RL Zoo's `normalize: true`, which
+            # discounts the reward normaliser's returns with the algorithm's gamma
+            env = VecNormalize(env, norm_reward=normalize_reward, gamma=cfg.get("gamma", 0.99))
         model = build_model(policy, env, cfg, seed, "cpu", policy_kwargs=policy_kwargs)
         model.learn(cfg["n_timesteps"])
         det, sampled = evaluate_modes(model, lambda: eval_env(task, seed, env), EVAL_EPISODES)
         if not normalize:  # the deployed actor's energy, as reproduce.py counts it
             energy = energy_of(model, task, seed, {})  # make_task_env adds the task's kwargs
     if normalize:
-        task = f"{task}+VecNormalize"
+        task = f"{task}+VecNormalize" + ("(obs,reward)" if normalize_reward else "")
     extra = dict(hyperparams=repr(hyperparams)) if hyperparams else {}
     return dict(task=task, policy=policy, policy_kwargs=repr(policy_kwargs), **extra, seed=seed,
                 det=round(float(det), 1), sampled=round(float(sampled), 1),
@@ -178,9 +180,14 @@ def main(argv=None) -> int:
     add_kwargs_option(p, "--hyperparams", "algorithm arguments on top of the task's (RL Zoo's "
                       "--hyperparams; e.g. the settings examples/tune_ppo.py found)")
     p.add_argument("--normalize", action="store_true",
-                   help="train on VecNormalize'd observations (RL Zoo's normalize: true; "
-                        "evaluation uses the training statistics); not for --task perf, which "
-                        "normalises already")
+                   help="train on VecNormalize'd observations (evaluation uses the training "
+                        "statistics); not for --task perf or acrobot-zoo, which normalise "
+                        "already")
+    p.add_argument("--normalize-reward", action="store_true",
+                   help="with --normalize, normalise the rewards too: RL Zoo's normalize: true "
+                        "in full (its ppo_lstm.yml entries for the NoVel tasks use it); "
+                        "evaluation returns stay raw. Without it a tanh value head meets raw "
+                        "returns (docs/RESULTS.md, 'What the critics predict')")
     p.add_argument("--out", default="runs/quick_levers.jsonl")
     add_threads_option(p)
     args = p.parse_args(argv)
@@ -190,11 +197,15 @@ def main(argv=None) -> int:
                 "the zoo tasks")
     if args.normalize and args.task in ("perf", "acrobot-zoo"):
         p.error(f"--task {args.task} normalises its observations already (its settings do)")
+    if args.normalize_reward and not args.normalize:
+        p.error("--normalize-reward normalises the rewards of the --normalize wrapper: pass "
+                "--normalize too")
     set_threads(args.threads)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     for seed in args.seeds:
         try:
-            row = run(args.task, args.policy, seed, kwargs, args.normalize, args.hyperparams)
+            row = run(args.task, args.policy, seed, kwargs, args.normalize, args.hyperparams,
+                      args.normalize_reward)
         except (TypeError, ValueError) as exc:
             p.exit(2, f"{p.prog}: error: {exc}\n")
         with open(args.out, "a") as f:

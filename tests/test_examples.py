@@ -530,6 +530,35 @@ def test_quick_levers_reports_the_deployed_actors_energy(monkeypatch):
     assert "energy_agent_nj" not in row and {"det", "sampled"} <= set(row)
 
 
+def test_quick_levers_normalize_reward_normalises_training_rewards_only(monkeypatch, capsys):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    def tiny(task):  # the task's settings with a budget of one rollout, another discount
+        cfg = zoo.hyperparams[task].copy()
+        return {**cfg, "n_timesteps": cfg["n_envs"] * cfg["n_steps"], "gamma": 0.95}
+
+    made = []
+
+    class Spy(VecNormalize):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(quick_levers.zoo, "config_for", tiny)
+    monkeypatch.setattr(quick_levers, "VecNormalize", Spy)
+    for reward in (False, True):
+        made.clear()
+        row = quick_levers.run("CueRecall-v0", "grsn", 0, {}, normalize=True,
+                               normalize_reward=reward)
+        assert made[0].training and made[0].norm_reward is reward   # the training env
+        assert made[0].gamma == 0.95  # the algorithm's discount, as RL Zoo sets it
+        assert all(not e.norm_reward for e in made[1:])             # evaluation: raw returns
+        assert row["task"] == "CueRecall-v0+VecNormalize" + ("(obs,reward)" if reward else "")
+    with pytest.raises(SystemExit) as exc:
+        quick_levers.main(["--task", "CueRecall-v0", "--normalize-reward"])
+    assert exc.value.code == 2 and "pass --normalize too" in capsys.readouterr().err
+
+
 def test_quick_levers_acrobot_zoo_env_hides_the_velocities_and_freezes_its_statistics():
     from stable_baselines3.common.vec_env import VecNormalize
 
