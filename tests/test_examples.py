@@ -516,12 +516,14 @@ def test_quick_levers_normalize_evaluates_with_the_training_statistics(capsys):
     assert exc.value.code == 2 and "normalises its observations already" in capsys.readouterr().err
 
 
-def test_quick_levers_reports_the_deployed_actors_energy(monkeypatch):
-    def tiny(task):  # the task's settings with a budget of one rollout
-        cfg = zoo.hyperparams[task].copy()
-        return {**cfg, "n_timesteps": cfg["n_envs"] * cfg["n_steps"]}
+def _one_rollout(task: str, **overrides) -> dict:
+    """The task's settings with a budget of one rollout (and ``overrides``)."""
+    cfg = zoo.hyperparams[task]
+    return {**cfg, "n_timesteps": cfg["n_envs"] * cfg["n_steps"], **overrides}
 
-    monkeypatch.setattr(quick_levers.zoo, "config_for", tiny)
+
+def test_quick_levers_reports_the_deployed_actors_energy(monkeypatch):
+    monkeypatch.setattr(quick_levers.zoo, "config_for", _one_rollout)
     row = quick_levers.run("CueRecall-v0", "grsn", 0, {})
     assert row["energy_agent_nj"] > row["energy_core_nj"] > 0
     assert row["macs_agent"] > 0 and row["acs_agent"] > 0
@@ -533,10 +535,6 @@ def test_quick_levers_reports_the_deployed_actors_energy(monkeypatch):
 def test_quick_levers_normalize_reward_normalises_training_rewards_only(monkeypatch, capsys):
     from stable_baselines3.common.vec_env import VecNormalize
 
-    def tiny(task):  # the task's settings with a budget of one rollout, another discount
-        cfg = zoo.hyperparams[task].copy()
-        return {**cfg, "n_timesteps": cfg["n_envs"] * cfg["n_steps"], "gamma": 0.95}
-
     made = []
 
     class Spy(VecNormalize):
@@ -544,7 +542,8 @@ def test_quick_levers_normalize_reward_normalises_training_rewards_only(monkeypa
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(quick_levers.zoo, "config_for", tiny)
+    monkeypatch.setattr(quick_levers.zoo, "config_for",
+                        lambda task: _one_rollout(task, gamma=0.95))  # another discount
     monkeypatch.setattr(quick_levers, "VecNormalize", Spy)
     for reward in (False, True):
         made.clear()
@@ -605,10 +604,6 @@ def test_quick_levers_acrobot_zoo_trains_with_rl_zoos_settings(monkeypatch, caps
 
 
 def test_quick_levers_hyperparams_reach_the_algorithm(monkeypatch, capsys):
-    def tiny(task):  # the task's settings with a budget of one rollout
-        cfg = zoo.hyperparams[task].copy()
-        return {**cfg, "n_timesteps": cfg["n_envs"] * cfg["n_steps"]}
-
     built = []
     real_build = quick_levers.build_model
 
@@ -616,7 +611,7 @@ def test_quick_levers_hyperparams_reach_the_algorithm(monkeypatch, capsys):
         built.append(real_build(*args, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(quick_levers.zoo, "config_for", tiny)
+    monkeypatch.setattr(quick_levers.zoo, "config_for", _one_rollout)
     monkeypatch.setattr(quick_levers, "build_model", spy)
     row = quick_levers.run("CueRecall-v0", "grsn", 0, {},
                            hyperparams=dict(learning_rate=5e-4, n_epochs=2))
