@@ -6,7 +6,7 @@ sampled actions. The instrument behind docs/RESULTS.md's "The learning gap" tabl
     python examples/quick_levers.py --task CartPole-P-v0 --policy grsn --policy-kwargs critic_core=shared
     python examples/quick_levers.py --task Pendulum-P-v0 --policy lstm --seeds 0
     python examples/quick_levers.py --task CartPole-P-v0 --normalize     # VecNormalize'd inputs
-    python examples/quick_levers.py --task CartPole-P-v0 --policy lstm --normalize --normalize-reward
+    python examples/quick_levers.py --task CartPole-P-v0 --normalize --normalize-reward
     python examples/quick_levers.py --task acrobot-zoo --policy grsn --seeds 0 1 2 3
 
 Tasks:
@@ -32,8 +32,9 @@ Tasks:
 
 Each run appends one JSON line (task, policy, policy_kwargs, hyperparams if given, seed, det,
 sampled, seconds; on ``acrobot-zoo`` and on a zoo task without ``--normalize`` also the
-deployed actor's energy per decision, counted as ``reproduce.py`` counts it: ``energy_agent_nj``, ``energy_core_nj``,
-``macs_agent``, ``acs_agent``) to ``--out`` and prints it. One thread per run (``--threads``).
+deployed actor's energy per decision, counted as ``reproduce.py`` counts it:
+``energy_agent_nj``, ``energy_core_nj``, ``macs_agent``, ``acs_agent``) to ``--out`` and
+prints it. One thread per run (``--threads``).
 """
 from __future__ import annotations
 
