@@ -28,6 +28,7 @@ from policies.training import (
     POMDP_TASKS,
     add_sweep_options,
     add_threads_option,
+    budget_conflict,
     check_sweep_options,
     load_rows,
     run_jobs,
@@ -70,6 +71,9 @@ LEVERS: dict[str, tuple[str, Callable[[], dict], dict, str]] = {
                          "the paper; the heads cost MACs)"),
     "prev_action_reward": ("grsn", dict, dict(prev_action_reward=True),
                            "previous action and reward appended to the observation"),
+    "gru_critic_symexp": ("grsn", lambda: dict(critic_core="gru", value_head="symexp"), {},
+                          "a training-only GRU critic with a symlog-scale value head (the "
+                          "deployed actor unchanged)"),
     "lstm": ("lstm", dict, {}, "reference: sb3-contrib's MlpLstmPolicy"),
     "lstm_prev_action_reward": ("lstm", dict, dict(prev_action_reward=True),
                                 "reference: LSTM with the previous action and reward"),
@@ -77,12 +81,14 @@ LEVERS: dict[str, tuple[str, Callable[[], dict], dict, str]] = {
 FIELDS = ["lever"] + CSV_FIELDS
 
 
-def run_lever(lever: str, task: str, seed: int, quick: bool, out: str) -> dict:
+def run_lever(lever: str, task: str, seed: int, quick: bool, out: str,
+              normalize: bool | None = None) -> dict:
     """One (lever, seed) on ``task``: :func:`policies.training.run_one` with the lever's
-    policy, policy_kwargs and env_kwargs; its CSV row with the lever's name first."""
+    policy, policy_kwargs and env_kwargs (and ``normalize``); its CSV row with the lever's name
+    first."""
     policy, make_kwargs, env_kwargs, _ = LEVERS[lever]
     row = run_one(task, policy, seed, quick, out, policy_kwargs=make_kwargs(),
-                  env_kwargs=env_kwargs, name=lever)
+                  env_kwargs=env_kwargs, name=lever, normalize=normalize)
     return {"lever": lever, **row}
 
 
@@ -112,6 +118,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--quick", action="store_true", help="tiny budget (smoke run)")
     p.add_argument("--out", default=None, help="output folder (default runs/levers[_quick])")
+    p.add_argument("--normalize", action="store_true",
+                   help="every lever under RL Zoo's normalize: true (VecNormalize of "
+                        "observations and rewards), as examples/reproduce.py --normalize")
     add_sweep_options(p)
     add_threads_option(p)
     args = p.parse_args(argv)
@@ -120,8 +129,13 @@ def main(argv=None) -> int:
     out = args.out or ("runs/levers_quick" if args.quick else "runs/levers")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.csv")
+    conflict = budget_conflict(load_rows(path), path, args.env, args.quick, None,
+                               args.normalize)
+    if conflict:
+        p.error(conflict)
 
-    jobs = [dict(lever=lever, task=args.env, seed=seed, quick=args.quick, out=out)
+    jobs = [dict(lever=lever, task=args.env, seed=seed, quick=args.quick, out=out,
+                 normalize=args.normalize or None)
             for lever in args.levers for seed in args.seeds]
     failed = run_jobs(path, jobs, FIELDS, ("lever", "task", "seed"), run_lever, args,
                       lambda row: f"{row['lever']:<24} seed {row['seed']}: return "

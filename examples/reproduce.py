@@ -4,6 +4,7 @@
     python examples/reproduce.py                    # the full protocol (many CPU hours)
     python examples/reproduce.py --tasks CartPole-V-v0 CueRecall-v0 --policies grsn lstm
     python examples/reproduce.py --plots-only       # redraw plots / tables from the CSV
+    python examples/reproduce.py --normalize --tasks CartPole-P-v0 --out runs/reproduce_norm
     python examples/reproduce.py --jobs 16          # 16 runs at a time on local Ray, 1 core each
     python examples/reproduce.py --address auto     # on a Ray cluster (pip install -e '.[sweep]')
 
@@ -15,7 +16,9 @@ is ``policies.training`` (``run_one`` per run, ``run_matrix`` for the CSV). Ever
 (task, policy, seed) is one row of ``<out>/results.csv``: final evaluation return (20 episodes,
 100 team episodes for spread-PO; deterministic, and again with sampled actions), training
 steps/s, firing rate of the readout layer, and energy per decision from ``policies.energy``
-(whole actor, and recurrent core alone).
+(whole actor, and recurrent core alone). ``--normalize`` trains every policy of the gymnasium
+tasks under RL Zoo's ``normalize: true`` (``VecNormalize`` of observations and rewards) and
+evaluates on the task's raw returns; the CSV's ``normalize`` column and the summary say so.
 Runs already in the CSV are skipped, so the script resumes. Learning curves (episode returns
 seen during training) go to ``<out>/curves/``; the plots (``learning_curves.png``, ``energy.png``,
 ``return_vs_energy.png``) and ``summary.md`` (the tables used by docs/RESULTS.md) are rebuilt at
@@ -74,7 +77,9 @@ def summary_table(rows: list[dict]) -> str:
                 if len(sampled) == len(vals):  # CSVs of earlier versions have no sampled column
                     cell += f"; sampled {statistics.mean(sampled):.1f}"
                 cells.append(cell)
-        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+        normalized = any(r.get("normalize") == "True" for r in rows if r["task"] == task)
+        label = f"{task} (VecNormalize)" if normalized else task
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Energy per decision (nJ, whole actor / recurrent core), mean over runs:", "",
               "| policy | agent | core | firing rate | steps/s |", "|---|---|---|---|---|"]
     for pol in pols:
@@ -183,6 +188,11 @@ def main(argv=None) -> int:
     p.add_argument("--plots-only", action="store_true")
     p.add_argument("--timesteps", type=positive_int, default=None,
                    help="budget of every run instead of the table's (one budget per --out)")
+    p.add_argument("--normalize", action="store_true",
+                   help="train every policy on VecNormalize'd observations and rewards (RL "
+                        "Zoo's normalize: true, rewards discounted with the task's gamma); "
+                        "evaluation and energy use the training statistics, frozen, and raw "
+                        "returns (the gymnasium tasks; one setting per --out)")
     add_sweep_options(p)
     add_threads_option(p)
     args = p.parse_args(argv)
@@ -190,6 +200,10 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     out = args.out or ("runs/reproduce_quick" if args.quick else "runs/reproduce")
     seeds = args.seeds[:1] if args.quick else args.seeds
+    marl = [t for t in args.tasks if t in MARL_TASKS]
+    if args.normalize and marl:
+        p.error(f"--normalize wraps the gymnasium tasks in VecNormalize; {marl} are PettingZoo "
+                f"tasks: leave them out of --tasks (or run them without --normalize)")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.csv")
 
@@ -197,11 +211,12 @@ def main(argv=None) -> int:
     if not args.plots_only:
         rows = load_rows(path)
         for task in args.tasks:
-            conflict = budget_conflict(rows, path, task, args.quick, args.timesteps)
+            conflict = budget_conflict(rows, path, task, args.quick, args.timesteps,
+                                       args.normalize)
             if conflict:
                 p.error(conflict)
         jobs = [dict(task=task, policy=policy, seed=seed, quick=args.quick, out=out,
-                     timesteps=args.timesteps)
+                     timesteps=args.timesteps, normalize=args.normalize or None)
                 for task in args.tasks for policy in args.policies for seed in seeds]
         failed = run_jobs(path, jobs, CSV_FIELDS, ("task", "policy", "seed"), run_one, args,
                           lambda row: f"{row['task']:<17} {row['policy']:<6} seed {row['seed']}: "

@@ -35,6 +35,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from . import zoo
 from .envs import make_env
@@ -54,7 +55,7 @@ __all__ = [
     "RECURRENT_POLICIES", "TASK_KWARGS", "Trained", "add_sweep_options", "add_threads_option",
     "append_row", "budget_conflict", "build_model", "check_csv_header", "check_hyperparams",
     "check_sweep_options", "energy_of", "energy_on", "evaluate_modes", "load_rows",
-    "make_task_env", "needs_ray", "parse_kwargs", "positive_int", "run_all", "run_diagnostic",
+    "frozen_normalization", "make_task_env", "needs_ray", "normalize_env", "parse_kwargs", "positive_int", "run_all", "run_diagnostic",
     "run_matrix", "run_jobs",
     "run_one", "run_team", "set_threads", "smooth_curve", "TEAM_CSV_FIELDS", "task_config",
     "task_env_kwargs", "team_curve_path", "train_one",
@@ -81,7 +82,7 @@ TASK_KWARGS = {"CueRecall-v0": dict(gap=15)}
 #: the columns of the protocol's CSV (one row per (task, policy, seed))
 CSV_FIELDS = ["task", "policy", "seed", "timesteps", "eval_return", "eval_std",
               "eval_return_sampled", "steps_per_s", "firing_rate", "energy_agent_nj",
-              "energy_core_nj", "macs_agent", "acs_agent"]
+              "energy_core_nj", "macs_agent", "acs_agent", "normalize"]
 
 #: PettingZoo task name -> PettingZooVecEnv arguments
 _MARL_ENVS = {
@@ -161,6 +162,39 @@ def make_task_env(task: str, n: int, seed: int, centralised_critic: bool = False
         raise ValueError(f"centralised_critic needs a multi-agent task (one of "
                          f"{sorted(_MARL_ENVS)}), got {task!r}")
     return make_env(task, n, seed, **task_env_kwargs(task, env_kwargs))
+
+
+def normalize_env(env: VecEnv, cfg: dict) -> VecEnv:
+    """``env`` as RL Zoo's ``normalize`` key of ``cfg`` asks: unchanged when it is absent or
+    false; ``True``: a ``VecNormalize`` of observations and rewards whose reward statistics use
+    ``cfg``'s ``gamma`` (rl_zoo3 passes the algorithm's ``gamma`` the same way); a dict:
+    ``VecNormalize``'s arguments (with that ``gamma`` unless it gives one).
+
+    :raises TypeError: ``normalize`` is neither a bool nor a dict.
+    """
+    normalize = cfg.get("normalize", False)
+    if normalize is False:
+        return env
+    if normalize is True:
+        normalize = {}
+    if not isinstance(normalize, dict):
+        raise TypeError(f"the config's normalize must be True, False or a dict of VecNormalize "
+                        f"arguments (RL Zoo's normalize key), got {normalize!r}")
+    return VecNormalize(env, **{"gamma": cfg.get("gamma", 0.99), **normalize})
+
+
+def frozen_normalization(model: BaseAlgorithm, env: VecEnv) -> VecEnv:
+    """``env`` seen as ``model`` was trained: when the model's training env is a
+    ``VecNormalize`` (:func:`normalize_env`), wrapped in one that normalises observations with a
+    copy of its statistics, frozen (``training=False``), and returns raw rewards, so evaluation
+    reports the task's own returns (RL Zoo evaluates so); else ``env`` itself."""
+    train = model.get_vec_normalize_env()
+    if train is None:
+        return env
+    frozen = VecNormalize(env, training=False, norm_obs=train.norm_obs, norm_reward=False,
+                          clip_obs=train.clip_obs, epsilon=train.epsilon)
+    frozen.obs_rms = train.obs_rms.copy()
+    return frozen
 
 
 def set_threads(n: int) -> None:
@@ -293,12 +327,19 @@ class CurveCallback(BaseCallback):
 
 
 def task_config(task: str, quick: bool, timesteps: int | None = None,
-                hyperparams: dict | None = None) -> dict:
+                hyperparams: dict | None = None, normalize: bool | None = None) -> dict:
     """The task's hyperparameters (:func:`policies.zoo.config_for`), with ``hyperparams``
     (algorithm arguments, e.g. ``{"learning_rate": 3e-4}``: RL Zoo's ``--hyperparams``) on top,
-    shrunk for ``quick``; ``timesteps`` replaces the budget."""
+    shrunk for ``quick``; ``timesteps`` replaces the budget; ``normalize`` (``None``: the
+    table's) replaces RL Zoo's ``normalize`` key (:func:`normalize_env`)."""
     cfg = zoo.config_for(task)
     cfg.update(check_hyperparams(hyperparams))
+    if normalize is not None:
+        if not isinstance(normalize, bool):
+            raise TypeError(f"normalize must be True (VecNormalize of observations and rewards, "
+                            f"RL Zoo's normalize: true), False or None (the table's), got "
+                            f"{normalize!r}")
+        cfg["normalize"] = normalize
     if quick:
         if _is_marl(task):
             cfg.update(n_timesteps=3000, n_copies=2, n_steps=64, batch_size=128)
@@ -321,7 +362,8 @@ def check_hyperparams(hyperparams: dict | None) -> dict:
     misplaced = sorted(set(hyperparams) & set(zoo.RUN_KEYS + ("policy_kwargs",)))
     if misplaced:
         raise ValueError(f"hyperparams are the algorithm's arguments; {misplaced} are not (pass "
-                         f"policy_kwargs as policy_kwargs, the budget as timesteps), got "
+                         f"policy_kwargs as policy_kwargs, the budget as timesteps, "
+                         f"normalize as normalize), got "
                          f"{hyperparams!r}")
     return dict(hyperparams)
 
@@ -362,14 +404,17 @@ class Trained(NamedTuple):
 def train_one(task: str, policy: str, seed: int, quick: bool,
               policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
               timesteps: int | None = None, critic: str = "none",
-              hyperparams: dict | None = None) -> Trained:
+              hyperparams: dict | None = None, normalize: bool | None = None) -> Trained:
     """Train one (task, policy, seed) with the table's config; ``policy_kwargs`` /
     ``env_kwargs`` (POMDP tasks only) and ``hyperparams`` (algorithm arguments,
     :func:`task_config`) change it, ``timesteps`` replaces the budget;
     ``critic`` (one of :data:`CRITICS`; not ``"none"``: PettingZoo tasks, recurrent policies):
     the policy gets a training-only critic that also reads the copy's joint observation
     (``"joint_obs"``) or the env's global state (``"env"``;
-    :class:`policies.marl.VecCentralState`)."""
+    :class:`policies.marl.VecCentralState`); ``normalize`` (``None``: the table's,
+    :func:`task_config`): train on a ``VecNormalize`` of observations and rewards
+    (:func:`normalize_env`; POMDP tasks only), which the returned model's
+    ``get_vec_normalize_env()`` holds for evaluation (:func:`frozen_normalization`)."""
     marl = _is_marl(task)
     if marl and (policy_kwargs or env_kwargs):
         raise ValueError("policy_kwargs / env_kwargs are supported for the POMDP tasks only")
@@ -378,9 +423,13 @@ def train_one(task: str, policy: str, seed: int, quick: bool,
         raise ValueError(f"a centralised critic is an option of the recurrent policies, not of "
                          f"{policy!r}")
     env_kwargs = task_env_kwargs(task, env_kwargs)
-    cfg = task_config(task, quick, timesteps, hyperparams)
+    cfg = task_config(task, quick, timesteps, hyperparams, normalize)
+    if marl and cfg.get("normalize", False) is not False:
+        raise ValueError(f"normalize (VecNormalize) is supported for the POMDP tasks only, got "
+                         f"normalize={cfg['normalize']!r} for {task!r}")
     torch.manual_seed(seed)
-    env = make_task_env(task, _n_env_copies(cfg), seed, **central, **env_kwargs)
+    env = normalize_env(make_task_env(task, _n_env_copies(cfg), seed, **central, **env_kwargs),
+                        cfg)
     if central:
         policy_kwargs = dict(centralised_critic=True)
     model = build_model(policy, env, cfg, seed, "cpu", policy_kwargs=policy_kwargs)
@@ -396,10 +445,11 @@ def train_one(task: str, policy: str, seed: int, quick: bool,
 def energy_of(model, task: str, seed: int, env_kwargs: dict, critic: str = "none") -> dict:
     """Energy per decision (of the deployed actor) from real rollout observations of the
     trained model on fresh copies of ``task`` seeded ``seed + 20000``; ``critic`` as the model
-    was trained (:func:`train_one`)."""
+    was trained (:func:`train_one`); observations normalised as in training
+    (:func:`frozen_normalization`)."""
     env = make_task_env(task, 2 if _is_marl(task) else 4, seed + 20_000, **_central(critic),
                         **env_kwargs)
-    return energy_on(model, env)
+    return energy_on(model, frozen_normalization(model, env))
 
 
 def energy_on(model, env) -> dict:
@@ -450,7 +500,8 @@ def _evaluate(model, env, evaluate: Callable[[Any], Any]) -> tuple[Any, float]:
 
 def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
             policy_kwargs: dict | None = None, env_kwargs: dict | None = None,
-            name: str | None = None, timesteps: int | None = None) -> dict:
+            name: str | None = None, timesteps: int | None = None,
+            normalize: bool | None = None) -> dict:
     """Train (:func:`train_one`), evaluate and measure one (task, policy, seed); returns its
     CSV row (:data:`CSV_FIELDS`) and writes its learning curve to
     ``<out>/curves/<task>_<name or policy>_<seed>.json``.
@@ -461,11 +512,14 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
     env seeded ``seed + 10000`` (:func:`evaluate_modes`'s protocol).
 
     ``policy_kwargs`` / ``env_kwargs`` (POMDP tasks only) change the configuration, as
-    ``examples/levers.py`` does; ``timesteps`` replaces the table's budget.
+    ``examples/levers.py`` does; ``timesteps`` replaces the table's budget; ``normalize``
+    (``None``: the table's): ``True`` trains under RL Zoo's ``normalize: true`` (:func:`normalize_env`; POMDP tasks), evaluate and count
+    energy on observations normalised with the training statistics, frozen, and on raw rewards
+    (:func:`frozen_normalization`): the row's ``normalize`` column records it.
     """
     marl = _is_marl(task)
     model, cfg, points, sps, env_kwargs, _ = train_one(task, policy, seed, quick, policy_kwargs,
-                                                       env_kwargs, timesteps)
+                                                       env_kwargs, timesteps, normalize=normalize)
     n_episodes = (10 if quick else 100) if marl else (5 if quick else 20)
 
     def evaluate(env, n: int, deterministic: bool):  # (mean, std), firing rate
@@ -477,12 +531,14 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
 
     # each mode on a fresh copy of the same evaluation env; the firing rate of the deployed actor
     ((mean, std), rate), ((sampled, _), _) = evaluate_modes(
-        model, lambda: make_task_env(task, _n_env_copies(cfg) if marl else 4, seed + 10_000,
-                                     **env_kwargs), n_episodes, evaluate)
+        model, lambda: frozen_normalization(model, make_task_env(
+            task, _n_env_copies(cfg) if marl else 4, seed + 10_000, **env_kwargs)),
+        n_episodes, evaluate)
     row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["n_timesteps"],
                eval_return=round(float(mean), 3), eval_std=round(float(std), 3),
                eval_return_sampled=round(float(sampled), 3),
-               steps_per_s=round(sps, 1), firing_rate=round(rate, 4))
+               steps_per_s=round(sps, 1), firing_rate=round(rate, 4),
+               normalize=cfg.get("normalize", False))
     row.update(energy_of(model, task, seed, env_kwargs))
     os.makedirs(os.path.join(out, "curves"), exist_ok=True)
     with open(os.path.join(out, "curves", f"{task}_{name or policy}_{seed}.json"), "w") as f:
@@ -762,14 +818,19 @@ def run_jobs(path: str, jobs: list[dict], fields: list[str], key: Sequence[str],
 
 
 def budget_conflict(rows: list[dict], path: str, task: str, quick: bool,
-                    timesteps: int | None) -> str | None:
+                    timesteps: int | None, normalize: bool = False) -> str | None:
     """The error message when the CSV ``path`` (read into ``rows``) holds ``task`` runs of
-    another budget than this run's, else ``None``: one CSV keeps one budget per task."""
+    another budget or another ``normalize`` setting than this run's (a row without the column
+    counts as ``False``), else ``None``: one CSV keeps one budget and one protocol per task."""
     budget = task_config(task, quick, timesteps)["n_timesteps"]
-    other = {int(r["timesteps"]) for r in rows if r["task"] == task} - {budget}
+    mine = [r for r in rows if r["task"] == task]
+    other = {int(r["timesteps"]) for r in mine} - {budget}
     if other:
         return (f"{path} has {task} runs of {sorted(other)} steps, this run asks for {budget}: "
                 "give a different budget its own --out folder")
+    if any(r.get("normalize", "False") != str(normalize) for r in mine):
+        return (f"{path} has {task} runs with normalize={not normalize}, this run asks for "
+                f"normalize={normalize}: give each its own --out folder")
     return None
 
 

@@ -4,8 +4,12 @@
 can read this module as its configuration (``--conf-file policies.zoo``, with sb3-contrib's
 ``RecurrentPPO``, RL Zoo's ``ppo_lstm``): the run keys ``n_envs``, ``n_timesteps`` and
 ``policy``, ``policy_kwargs`` as a dict, and every other key a ``RecurrentPPO`` / ``PPO``
-constructor argument. The recurrent core's size is ``policy_kwargs["lstm_hidden_size"]``: the
-spiking policies accept it as an alias of ``grsn_hidden_size``, and the memoryless MLP baseline
+constructor argument; ``normalize`` is RL Zoo's too: ``True`` trains on a ``VecNormalize`` of
+observations and rewards (rewards discounted with the entry's ``gamma``, as RL Zoo does), a dict
+gives ``VecNormalize``'s arguments (:func:`policies.training.normalize_env`). No entry sets it
+(the suite's protocol trains on raw observations and rewards); ``examples/reproduce.py
+--normalize`` sets it for every task it runs. The recurrent core's size is
+``policy_kwargs["lstm_hidden_size"]``: the spiking policies accept it as an alias of ``grsn_hidden_size``, and the memoryless MLP baseline
 of :func:`policies.training.build_model` gets two hidden layers of that width.
 
 ``marl_hyperparams`` holds the multi-agent tasks of ``examples/train_marl.py`` (PettingZoo, not
@@ -24,7 +28,7 @@ from torch import nn
 __all__ = ["RUN_KEYS", "config_for", "hyperparams", "marl_hyperparams"]
 
 #: keys of an entry that describe the run rather than the algorithm's constructor arguments
-RUN_KEYS = ("n_envs", "n_copies", "n_timesteps", "policy")
+RUN_KEYS = ("n_envs", "n_copies", "n_timesteps", "policy", "normalize")
 
 #: what every POMDP task starts from (RecurrentPPO with GRSNPolicy, 8 envs, 64 neurons)
 _DEFAULT = dict(policy="policies.GRSNPolicy", n_timesteps=50_000, n_envs=8, n_steps=128,
