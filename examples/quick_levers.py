@@ -64,7 +64,9 @@ from policies.training import (
     energy_of,
     energy_on,
     evaluate_modes,
+    frozen_normalization,
     make_task_env,
+    normalize_env,
     set_threads,
     task_config,
 )
@@ -114,21 +116,13 @@ def acrobot_zoo_env(n: int, seed: int, train_env: VecNormalize | None = None) ->
     observations and rewards (RL Zoo's ``normalize: true``); given the training env, one that
     evaluates with its observation statistics frozen and raw rewards."""
     env = make_vec_env(_acrobot_p_env, n_envs=n, seed=seed)
-    if train_env is None:
-        return VecNormalize(env)
-    env = VecNormalize(env, training=False, norm_reward=False)
-    env.obs_rms = train_env.obs_rms.copy()
-    return env
+    return VecNormalize(env) if train_env is None else frozen_normalization(train_env, env)
 
 
 def eval_env(task: str, seed: int, train_env):
     """The evaluation env of a table task: 4 fresh copies seeded ``seed + 10000``; when the
     training env is a ``VecNormalize``, wrapped in one that uses its (frozen) statistics."""
-    env = make_task_env(task, 4, seed + 10_000)
-    if isinstance(train_env, VecNormalize):
-        env = VecNormalize(env, training=False, norm_obs=train_env.norm_obs, norm_reward=False)
-        env.obs_rms = train_env.obs_rms
-    return env
+    return frozen_normalization(train_env, make_task_env(task, 4, seed + 10_000))
 
 
 def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool = False,
@@ -153,10 +147,10 @@ def run(task: str, policy: str, seed: int, policy_kwargs: dict, normalize: bool 
         energy = energy_on(model, acrobot_zoo_env(4, seed + 20_000, env))
     else:
         cfg = task_config(task, False, hyperparams=hyperparams)
-        env = make_task_env(task, cfg["n_envs"], seed)
         if normalize:  # observations; with normalize_reward RL Zoo's `normalize: true`, which
             # discounts the reward normaliser's returns with the algorithm's gamma
-            env = VecNormalize(env, norm_reward=normalize_reward, gamma=cfg.get("gamma", 0.99))
+            cfg["normalize"] = True if normalize_reward else dict(norm_reward=False)
+        env = normalize_env(make_task_env(task, cfg["n_envs"], seed), cfg)
         model = build_model(policy, env, cfg, seed, "cpu", policy_kwargs=policy_kwargs)
         model.learn(cfg["n_timesteps"])
         det, sampled = evaluate_modes(model, lambda: eval_env(task, seed, env), EVAL_EPISODES)

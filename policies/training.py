@@ -183,17 +183,17 @@ def normalize_env(env: VecEnv, cfg: dict) -> VecEnv:
     return VecNormalize(env, **{"gamma": cfg.get("gamma", 0.99), **normalize})
 
 
-def frozen_normalization(model: BaseAlgorithm, env: VecEnv) -> VecEnv:
-    """``env`` seen as ``model`` was trained: when the model's training env is a
-    ``VecNormalize`` (:func:`normalize_env`), wrapped in one that normalises observations with a
-    copy of its statistics, frozen (``training=False``), and returns raw rewards, so evaluation
-    reports the task's own returns (RL Zoo evaluates so); else ``env`` itself."""
-    train = model.get_vec_normalize_env()
-    if train is None:
+def frozen_normalization(train_env: VecEnv | None, env: VecEnv) -> VecEnv:
+    """``env`` seen as a policy trained on ``train_env`` sees it: when ``train_env`` is a
+    ``VecNormalize`` (:func:`normalize_env`; a trained model's ``get_vec_normalize_env()``),
+    ``env`` wrapped in one that normalises observations with a copy of its statistics, frozen
+    (``training=False``), and returns raw rewards, so evaluation reports the task's own returns
+    (RL Zoo evaluates so); else (``None`` or another VecEnv) ``env`` itself."""
+    if not isinstance(train_env, VecNormalize):
         return env
-    frozen = VecNormalize(env, training=False, norm_obs=train.norm_obs, norm_reward=False,
-                          clip_obs=train.clip_obs, epsilon=train.epsilon)
-    frozen.obs_rms = train.obs_rms.copy()
+    frozen = VecNormalize(env, training=False, norm_obs=train_env.norm_obs, norm_reward=False,
+                          clip_obs=train_env.clip_obs, epsilon=train_env.epsilon)
+    frozen.obs_rms = train_env.obs_rms.copy()
     return frozen
 
 
@@ -449,7 +449,7 @@ def energy_of(model, task: str, seed: int, env_kwargs: dict, critic: str = "none
     (:func:`frozen_normalization`)."""
     env = make_task_env(task, 2 if _is_marl(task) else 4, seed + 20_000, **_central(critic),
                         **env_kwargs)
-    return energy_on(model, frozen_normalization(model, env))
+    return energy_on(model, frozen_normalization(model.get_vec_normalize_env(), env))
 
 
 def energy_on(model, env) -> dict:
@@ -531,7 +531,7 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
 
     # each mode on a fresh copy of the same evaluation env; the firing rate of the deployed actor
     ((mean, std), rate), ((sampled, _), _) = evaluate_modes(
-        model, lambda: frozen_normalization(model, make_task_env(
+        model, lambda: frozen_normalization(model.get_vec_normalize_env(), make_task_env(
             task, _n_env_copies(cfg) if marl else 4, seed + 10_000, **env_kwargs)),
         n_episodes, evaluate)
     row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["n_timesteps"],

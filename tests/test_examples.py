@@ -188,6 +188,23 @@ def test_reproduce_quick_writes_rows_plots_and_resumes(tmp_path):
                            "--timesteps", "1024", "--out", out + "_1024"]) == 0
     row, = csv.DictReader(open(tmp_path / "repro_1024" / "results.csv"))
     assert row["timesteps"] == "1024"
+    # --normalize (RL Zoo's normalize: true) is another protocol: refused in the same CSV
+    with pytest.raises(SystemExit):
+        reproduce.main(args + ["--normalize"])
+    norm = ["--quick", "--normalize", "--tasks", "CueRecall-v0", "--policies", "mlp", "--out",
+            out + "_norm"]
+    assert reproduce.main(norm) == 0
+    row, = csv.DictReader(open(tmp_path / "repro_norm" / "results.csv"))
+    assert row["normalize"] == "True" and -1.0 <= float(row["eval_return"]) <= 1.0
+    assert "| CueRecall-v0 (VecNormalize) |" in (tmp_path / "repro_norm" / "summary.md").read_text()
+
+
+def test_reproduce_normalize_refuses_the_pettingzoo_tasks(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        reproduce.main(["--quick", "--normalize", "--out", str(tmp_path)])  # default: spread-PO too
+    assert exc.value.code == 2
+    assert "['spread-PO'] are PettingZoo tasks: leave them out of --tasks" in \
+        capsys.readouterr().err
 
 
 def test_reproduce_plots_give_each_policy_one_colour_on_every_panel(tmp_path, monkeypatch):
@@ -250,6 +267,15 @@ def test_levers_change_what_they_say_and_the_runner_resumes(tmp_path):
     assert "| default |" in summary and "| prev_action_reward |" in summary
     assert levers.main(args) == 0  # resumes: nothing new
     assert len(list(csv.DictReader(open(tmp_path / "lev" / "results.csv")))) == 2
+    with pytest.raises(SystemExit):  # another protocol in the same CSV: refused
+        levers.main(args + ["--normalize"])
+    policy, make_kwargs, _, _ = levers.LEVERS["gru_critic_symexp"]
+    model = training.build_model(policy, env, cfg, 0, "cpu", policy_kwargs=make_kwargs())
+    from policies.cores import PaddedGRUCore
+    from policies.value_head import SymExpValueHead
+
+    assert isinstance(model.policy.lstm_critic, PaddedGRUCore)
+    assert isinstance(model.policy.value_net, SymExpValueHead)
 
 
 def test_reproduce_runs_jobs_as_ray_tasks(tmp_path):
@@ -505,7 +531,8 @@ def test_quick_levers_normalize_evaluates_with_the_training_statistics(capsys):
     for _ in range(20):
         train.step(np.array([train.action_space.sample() for _ in range(2)]))
     ev = quick_levers.eval_env("CartPole-P-v0", 0, train)
-    assert isinstance(ev, VecNormalize) and not ev.training and ev.obs_rms is train.obs_rms
+    assert isinstance(ev, VecNormalize) and not ev.training and not ev.norm_reward
+    np.testing.assert_array_equal(ev.obs_rms.mean, train.obs_rms.mean)
     raw = ev.venv.reset()
     np.testing.assert_allclose(ev.normalize_obs(raw),
                                np.clip((raw - train.obs_rms.mean) / np.sqrt(train.obs_rms.var + 1e-8),
@@ -545,6 +572,7 @@ def test_quick_levers_normalize_reward_normalises_training_rewards_only(monkeypa
     monkeypatch.setattr(quick_levers.zoo, "config_for",
                         lambda task: _one_rollout(task, gamma=0.95))  # another discount
     monkeypatch.setattr(quick_levers, "VecNormalize", Spy)
+    monkeypatch.setattr(training, "VecNormalize", Spy)  # normalize_env / frozen_normalization
     for reward in (False, True):
         made.clear()
         row = quick_levers.run("CueRecall-v0", "grsn", 0, {}, normalize=True,

@@ -3,6 +3,7 @@ import csv
 import os
 import sys
 
+import numpy as np
 import pytest
 import torch
 from sb3_contrib import RecurrentPPO
@@ -311,3 +312,95 @@ def test_evaluate_modes_gives_each_mode_a_fresh_env_and_closes_it():
     with pytest.raises(RuntimeError, match="evaluation failed"):
         training.evaluate_modes(None, make, 7, broken)
     assert envs[-1].closed  # closed even when the evaluation raises
+
+
+def test_normalize_env_follows_rl_zoos_normalize_key():
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    cfg = training.task_config("CartPole-P-v0", False)
+    env = policies.make_env("CartPole-P-v0", 2, 0)
+    assert "normalize" not in cfg and training.normalize_env(env, cfg) is env  # the suite's
+    assert training.normalize_env(env, {**cfg, "normalize": False}) is env
+    cfg = training.task_config("CartPole-P-v0", False, normalize=True)
+    assert cfg["normalize"] is True
+    wrapped = training.normalize_env(env, {**cfg, "gamma": 0.9})
+    # RL Zoo's normalize: true: observations and rewards, returns discounted with the task's gamma
+    assert isinstance(wrapped, VecNormalize) and wrapped.venv is env
+    assert wrapped.norm_obs and wrapped.norm_reward and wrapped.gamma == 0.9
+    obs_only = training.normalize_env(env, {**cfg, "normalize": dict(norm_reward=False)})
+    assert obs_only.norm_obs and not obs_only.norm_reward and obs_only.gamma == cfg["gamma"]
+    with pytest.raises(TypeError, match="normalize must be True, False or a dict.*'yes'"):
+        training.normalize_env(env, {**cfg, "normalize": "yes"})
+    with pytest.raises(TypeError, match="normalize must be True .* got 1"):
+        training.task_config("CartPole-P-v0", False, normalize=1)
+    # a run key is not an algorithm argument: the message names where it goes
+    with pytest.raises(ValueError, match="normalize as normalize"):
+        training.task_config("CartPole-P-v0", False, hyperparams=dict(normalize=True))
+
+
+def test_frozen_normalization_evaluates_with_a_copy_of_the_training_statistics():
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    train = training.normalize_env(policies.make_env("CartPole-P-v0", 2, 0),
+                                   dict(normalize=True, gamma=0.99))
+    train.reset()
+    for _ in range(20):
+        train.step(np.array([train.action_space.sample() for _ in range(2)]))
+    env = policies.make_env("CartPole-P-v0", 2, 1)
+    ev = training.frozen_normalization(train, env)
+    assert isinstance(ev, VecNormalize) and ev.venv is env
+    assert not ev.training and not ev.norm_reward  # statistics frozen, the task's own returns
+    raw = ev.venv.reset()
+    np.testing.assert_allclose(ev.normalize_obs(raw), train.normalize_obs(raw), rtol=1e-6)
+    mean = ev.obs_rms.mean.copy()
+    for _ in range(10):  # training goes on: the evaluation's statistics stay where they were
+        train.step(np.array([train.action_space.sample() for _ in range(2)]))
+    assert not np.array_equal(train.obs_rms.mean, mean)
+    np.testing.assert_array_equal(ev.obs_rms.mean, mean)
+    assert training.frozen_normalization(None, env) is env
+    assert training.frozen_normalization(train.venv, env) is env  # no VecNormalize: as it is
+
+
+def test_run_one_normalize_trains_under_vecnormalize_and_evaluates_it_frozen(tmp_path,
+                                                                            monkeypatch):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    seen = {}
+    real_modes, real_energy = training.evaluate_modes, training.energy_on
+
+    def modes(model, make_eval_env, n, evaluate=None):
+        seen["eval_env"] = make_eval_env()
+        seen["train_env"] = model.get_vec_normalize_env()
+        return real_modes(model, make_eval_env, n, evaluate)
+
+    def energy(model, env):
+        seen["energy_env"] = env
+        return real_energy(model, env)
+
+    monkeypatch.setattr(training, "evaluate_modes", modes)
+    monkeypatch.setattr(training, "energy_on", energy)
+    row = training.run_one("CueRecall-v0", "mlp", 0, True, str(tmp_path), normalize=True)
+    train = seen["train_env"]
+    assert isinstance(train, VecNormalize) and train.norm_reward
+    assert train.gamma == training.task_config("CueRecall-v0", True)["gamma"]
+    for key in ("eval_env", "energy_env"):  # what the deployed actor sees: the frozen statistics
+        env = seen[key]
+        assert isinstance(env, VecNormalize) and not env.training and not env.norm_reward
+        np.testing.assert_array_equal(env.obs_rms.mean, train.obs_rms.mean)
+    assert row["normalize"] is True and -1.0 <= row["eval_return"] <= 1.0  # CueRecall's returns
+    seen.clear()
+    assert training.run_one("CueRecall-v0", "mlp", 0, True, str(tmp_path))["normalize"] is False
+    assert seen["train_env"] is None and not isinstance(seen["eval_env"], VecNormalize)
+    with pytest.raises(ValueError, match="POMDP tasks only, got normalize=True for 'spread-PO'"):
+        training.train_one("spread-PO", "mlp", 0, True, normalize=True)
+
+
+def test_budget_conflict_keeps_one_protocol_per_task_in_a_csv():
+    rows = [dict(task="CueRecall-v0", timesteps="2048", normalize="True")]
+    assert training.budget_conflict(rows, "r.csv", "CueRecall-v0", True, None, True) is None
+    msg = training.budget_conflict(rows, "r.csv", "CueRecall-v0", True, None, False)
+    assert "normalize=True, this run asks for normalize=False" in msg and "--out" in msg
+    old = [dict(task="CueRecall-v0", timesteps="2048")]  # a CSV of before the column: raw
+    assert training.budget_conflict(old, "r.csv", "CueRecall-v0", True, None) is None
+    assert "normalize=False" in training.budget_conflict(old, "r.csv", "CueRecall-v0", True,
+                                                         None, True)
