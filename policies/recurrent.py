@@ -158,7 +158,11 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         deterministic and 0.86 sampled, the default 0.66 / 0.56), but with the suite's settings
         it lost CartPole-P (320.0 ± 117.2 against 484.6 over six seeds), two Pendulum-P seeds
         of three and that Acrobot (1 seed of 10 against 7), so it is not the default
-        (docs/RESULTS.md, "Giving the critic the velocity").
+        (docs/RESULTS.md, "Giving the critic the velocity"). **Not for long-memory tasks:** on
+        the cue recall with a 15-step gap (``CueRecall-v0``, ``gap=15``), where the value
+        itself depends on a cue seen 15 steps ago, it returned 1.0 / 0.2 / -0.5 on seeds 0-2
+        against the default's 1.0 on each (docs/RESULTS.md, "The suite under RL Zoo's
+        normalisation").
     :param value_head: ``"linear"`` (SB3's ``value_net``) or ``"symexp"``
         (:class:`policies.value_head.SymExpValueHead`: the same ``Linear`` through
         ``symexp(y) = sign(y) (exp|y| - 1)``, so the critic's ``tanh`` MLP needs only
