@@ -33,6 +33,7 @@ from policies.training import (
     add_threads_option,
     build_model,
     make_task_env,
+    normalize_env,
     positive_int,
     set_threads,
 )
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
         path = os.path.join(args.out, f"{args.env}_{name}_s{args.seed}.csv")
         if os.path.exists(path):
             os.remove(path)
-        env = make_task_env(args.env, cfg["n_envs"], args.seed)
+        env = normalize_env(make_task_env(args.env, cfg["n_envs"], args.seed), cfg)
         try:
             model = build_model(name, env, cfg, args.seed, device="cpu",
                                 tensorboard_log=os.path.join(args.out, "tb"),

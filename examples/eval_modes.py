@@ -28,7 +28,14 @@ import numpy as np
 
 import policies
 from policies.rollout import rollout as play
-from policies.training import POLICIES, POMDP_TASKS, Diagnostic, run_diagnostic, train_one
+from policies.training import (
+    POLICIES,
+    POMDP_TASKS,
+    Diagnostic,
+    frozen_normalization,
+    run_diagnostic,
+    train_one,
+)
 
 MODES = ("det", "sto")
 FIELDS = (["task", "policy", "seed", "timesteps", "train_last50"]
@@ -85,7 +92,8 @@ def eval_one(task: str, policy: str, seed: int, quick: bool,
     row = dict(task=task, policy=policy, seed=seed, timesteps=cfg["n_timesteps"],
                train_last50=round(statistics.mean(last), 3) if last else "")
     for mode in MODES:
-        env = policies.make_env(task, 4, seed + 10_000, **env_kwargs)
+        env = frozen_normalization(model.get_vec_normalize_env(),
+                                   policies.make_env(task, 4, seed + 10_000, **env_kwargs))
         res = rollout(model, env, 4 if quick else 20, deterministic=mode == "det")
         env.close()
         row.update({f"{mode}_return": round(float(res["returns"].mean()), 3),

@@ -55,8 +55,8 @@ __all__ = [
     "RECURRENT_POLICIES", "TASK_KWARGS", "Trained", "add_sweep_options", "add_threads_option",
     "append_row", "budget_conflict", "build_model", "check_csv_header", "check_hyperparams",
     "check_sweep_options", "energy_of", "energy_on", "evaluate_modes", "load_rows",
-    "frozen_normalization", "make_task_env", "needs_ray", "normalize_env", "parse_kwargs", "positive_int", "run_all", "run_diagnostic",
-    "run_matrix", "run_jobs",
+    "frozen_normalization", "make_task_env", "needs_ray", "normalize_env", "parse_kwargs",
+    "positive_int", "run_all", "run_diagnostic", "run_matrix", "run_jobs",
     "run_one", "run_team", "set_threads", "smooth_curve", "TEAM_CSV_FIELDS", "task_config",
     "task_env_kwargs", "team_curve_path", "train_one",
 ]

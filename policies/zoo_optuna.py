@@ -102,7 +102,9 @@ def tune(task: str, policy: str, n_trials: int, timesteps: int, seed: int = 100,
         model = training.train_one(task, policy, seed, False, timesteps=timesteps,
                                    hyperparams=hyperparams).model
         det, sampled = training.evaluate_modes(
-            model, lambda: training.make_task_env(task, 4, seed + 10_000), eval_episodes)
+            model, lambda: training.frozen_normalization(
+                model.get_vec_normalize_env(), training.make_task_env(task, 4, seed + 10_000)),
+            eval_episodes)
         trial.set_user_attr("hyperparams", hyperparams)
         trial.set_user_attr("sampled", sampled)
         trial.set_user_attr("seconds", round(time.time() - t0, 1))

@@ -404,3 +404,15 @@ def test_budget_conflict_keeps_one_protocol_per_task_in_a_csv():
     assert training.budget_conflict(old, "r.csv", "CueRecall-v0", True, None) is None
     assert "normalize=False" in training.budget_conflict(old, "r.csv", "CueRecall-v0", True,
                                                          None, True)
+
+
+def test_a_table_entry_with_rl_zoos_normalize_key_trains_under_vecnormalize(monkeypatch):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    real = zoo.config_for
+    monkeypatch.setattr(zoo, "config_for", lambda task: {**real(task), "normalize": True})
+    model = training.train_one("CueRecall-v0", "mlp", 0, True).model
+    assert isinstance(model.get_vec_normalize_env(), VecNormalize)  # RL Zoo reads it the same way
+    # and an explicit normalize=False replaces the table's
+    assert training.train_one("CueRecall-v0", "mlp", 0, True,
+                              normalize=False).model.get_vec_normalize_env() is None
