@@ -14,7 +14,9 @@ and every ``--probe-every`` updates the cross-validated R^2 of a linear probe fr
 (what the heads see) to the hidden velocity (CartPole-P, Pendulum-P; else the observation
 difference). Per policy: ``<out>/<env>_<policy>_s<seed>.csv`` (one row per update) and
 TensorBoard logs under ``<out>/tb`` (``diag/*``); at the end a table of the first and last
-quarter of the updates. ``--policy-kwargs`` apply to the spiking policies only.
+quarter of the updates. ``--policy-kwargs`` apply to the spiking policies only; ``--normalize``
+trains every policy under ``VecNormalize`` of observations and rewards (RL Zoo's
+``normalize: true``).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from policies.training import (
     normalize_env,
     positive_int,
     set_threads,
+    task_config,
 )
 
 SPIKING = ("grsn", "lif", "notap")
@@ -68,13 +71,16 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe-every", type=int, default=5)
     p.add_argument("--out", default="runs/diagnose")
+    p.add_argument("--normalize", action="store_true",
+                   help="train under RL Zoo's normalize: true (VecNormalize of observations "
+                        "and rewards), as reproduce.py --normalize")
     add_kwargs_option(p, "--policy-kwargs", "policy_kwargs of the spiking policies")
     add_threads_option(p)
     args = p.parse_args(argv)
     extra = args.policy_kwargs
     set_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
-    cfg = zoo.config_for(args.env)
+    cfg = task_config(args.env, False, normalize=True if args.normalize else None)
     steps = args.timesteps or cfg["n_timesteps"]
     lines = ["| policy | " + " | ".join(SHOWN) + " |", "|---" * (len(SHOWN) + 1) + "|"]
     for name in args.policies:

@@ -649,3 +649,24 @@ def test_quick_levers_hyperparams_reach_the_algorithm(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         quick_levers.main(["--task", "CueRecall-v0", "--hyperparams", "n_timesteps=10"])
     assert exc.value.code == 2 and "n_timesteps" in capsys.readouterr().err
+
+
+def test_diagnose_learning_normalize_trains_under_vecnormalize(tmp_path, monkeypatch):
+    import diagnose_learning
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    made = []
+    real = diagnose_learning.normalize_env
+
+    def spy(env, cfg):
+        made.append(real(env, cfg))
+        return made[-1]
+
+    monkeypatch.setattr(diagnose_learning, "normalize_env", spy)
+    args = ["--env", "CueRecall-v0", "--policies", "grsn", "--timesteps", "256", "--probe-every",
+            "1", "--out", str(tmp_path)]
+    assert diagnose_learning.main(args + ["--normalize"]) == 0
+    assert isinstance(made[-1], VecNormalize) and made[-1].norm_reward
+    assert (tmp_path / "CueRecall-v0_grsn_s0.csv").stat().st_size > 0
+    assert diagnose_learning.main(args) == 0
+    assert not isinstance(made[-1], VecNormalize)  # the table's protocol: raw
