@@ -158,10 +158,11 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         deterministic and 0.86 sampled, the default 0.66 / 0.56), but with the suite's settings
         it lost CartPole-P (320.0 ± 117.2 against 484.6 over six seeds), two Pendulum-P seeds
         of three and that Acrobot (1 seed of 10 against 7), so it is not the default
-        (docs/RESULTS.md, "Giving the critic the velocity"). **Not for long-memory tasks:** on
-        the cue recall with a 15-step gap (``CueRecall-v0``, ``gap=15``), where the value
+        (docs/RESULTS.md, "Giving the critic the velocity"). Likely not for long-memory tasks:
+        on the cue recall with a 15-step gap (``CueRecall-v0``, ``gap=15``), where the value
         itself depends on a cue seen 15 steps ago, it returned 1.0 / 0.2 / -0.5 on seeds 0-2
-        against the default's 1.0 on each (docs/RESULTS.md, "The suite under RL Zoo's
+        against the default's 1.0 on each (the default recalls on 16 seeds of 20; three seeds
+        are a warning, not a verdict; docs/RESULTS.md, "The suite under RL Zoo's
         normalisation").
     :param value_head: ``"linear"`` (SB3's ``value_net``) or ``"symexp"``
         (:class:`policies.value_head.SymExpValueHead`: the same ``Linear`` through
