@@ -513,9 +513,10 @@ def run_one(task: str, policy: str, seed: int, quick: bool, out: str,
 
     ``policy_kwargs`` / ``env_kwargs`` (POMDP tasks only) change the configuration, as
     ``examples/levers.py`` does; ``timesteps`` replaces the table's budget; ``normalize``
-    (``None``: the table's): ``True`` trains under RL Zoo's ``normalize: true`` (:func:`normalize_env`; POMDP tasks), evaluate and count
-    energy on observations normalised with the training statistics, frozen, and on raw rewards
-    (:func:`frozen_normalization`): the row's ``normalize`` column records it.
+    (``None``: the table's): ``True`` trains under RL Zoo's ``normalize: true``
+    (:func:`normalize_env`; POMDP tasks), then evaluation and the energy count see observations
+    normalised with the training statistics, frozen, and raw rewards
+    (:func:`frozen_normalization`); the row's ``normalize`` column records it.
     """
     marl = _is_marl(task)
     model, cfg, points, sps, env_kwargs, _ = train_one(task, policy, seed, quick, policy_kwargs,
@@ -828,8 +829,9 @@ def budget_conflict(rows: list[dict], path: str, task: str, quick: bool,
     if other:
         return (f"{path} has {task} runs of {sorted(other)} steps, this run asks for {budget}: "
                 "give a different budget its own --out folder")
-    if any(r.get("normalize", "False") != str(normalize) for r in mine):
-        return (f"{path} has {task} runs with normalize={not normalize}, this run asks for "
+    others = sorted({r.get("normalize", "False") for r in mine} - {str(normalize)})
+    if others:
+        return (f"{path} has {task} runs with normalize={', '.join(others)}, this run asks for "
                 f"normalize={normalize}: give each its own --out folder")
     return None
 

@@ -9,8 +9,9 @@ observations and rewards (rewards discounted with the entry's ``gamma``, as RL Z
 gives ``VecNormalize``'s arguments (:func:`policies.training.normalize_env`). No entry sets it
 (the suite's protocol trains on raw observations and rewards); ``examples/reproduce.py
 --normalize`` sets it for every task it runs. The recurrent core's size is
-``policy_kwargs["lstm_hidden_size"]``: the spiking policies accept it as an alias of ``grsn_hidden_size``, and the memoryless MLP baseline
-of :func:`policies.training.build_model` gets two hidden layers of that width.
+``policy_kwargs["lstm_hidden_size"]``: the spiking policies accept it as an alias of
+``grsn_hidden_size``, and the memoryless MLP baseline of :func:`policies.training.build_model`
+gets two hidden layers of that width.
 
 ``marl_hyperparams`` holds the multi-agent tasks of ``examples/train_marl.py`` (PettingZoo, not
 gymnasium ids, so RL Zoo never reads them); ``n_copies`` (environment copies, each one VecEnv row

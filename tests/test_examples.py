@@ -571,7 +571,6 @@ def test_quick_levers_normalize_reward_normalises_training_rewards_only(monkeypa
 
     monkeypatch.setattr(quick_levers.zoo, "config_for",
                         lambda task: _one_rollout(task, gamma=0.95))  # another discount
-    monkeypatch.setattr(quick_levers, "VecNormalize", Spy)
     monkeypatch.setattr(training, "VecNormalize", Spy)  # normalize_env / frozen_normalization
     for reward in (False, True):
         made.clear()
