@@ -139,11 +139,20 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         predict it the readout must carry what the current input does not hold -- the previous
         input, i.e. the hidden velocity on a position-only POMDP -- so the loss gives the
         spiking memory a direct learning signal that the policy gradient, which reaches the core
-        only through the heads, does not. Its gradient joins RecurrentPPO's own backward pass
-        (same optimizer step, same ``max_grad_norm`` clip); RecurrentPPO itself is unchanged.
+        only through the heads, does not. Its gradient joins RecurrentPPO's optimizer step, added
+        after RecurrentPPO has clipped its own gradient to ``max_grad_norm`` (``clip_aux``);
+        RecurrentPPO itself is unchanged.
         The decoder is not used by ``predict`` and not counted in the energy estimate; it is
         saved and loaded with the model. ``last_aux_loss`` holds the last minibatch's value.
     :param aux_coef: weight of that loss against the PPO loss.
+    :param clip_aux: ``False`` (0.10): the auxiliary gradient is added to the parameters'
+        gradients after ``max_grad_norm`` has clipped RecurrentPPO's own, so the heads, the
+        critic and the policy gradient into the core get the step they would get without an
+        auxiliary loss. ``True`` (0.9 and before): it is part of the gradient that
+        ``max_grad_norm`` clips; weighted 30 it is about 100 times the policy gradient and sets
+        the clip's scale, which removes about 98% of every update under RL Zoo's
+        ``normalize: true`` (docs/RESULTS.md, "Version 0.10"). Without an auxiliary loss it
+        changes nothing.
     :param aux_hidden: width of the decoder's hidden layer.
     :param critic_core: the critic's memory when it has its own (``enable_critic_grsn``):
         ``"same"`` (a second core of the actor's kind), ``"shared"`` (the actor's core, run a
@@ -244,6 +253,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         obs_scale: float = 1.0,
         core_learning_rate: Optional[float] = 1e-3,
         value_head: str = "linear",
+        clip_aux: bool = False,
         **lstm_style_kwargs: Any,
     ):
         central = central_policy_kwargs(type(self).__name__, observation_space, dict(
@@ -290,6 +300,9 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         if value_head not in _VALUE_HEADS:
             raise ValueError(f"{type(self).__name__}: value_head must be one of {_VALUE_HEADS}, "
                              f"got {value_head!r}")
+        if not isinstance(clip_aux, bool):
+            raise TypeError(f"{type(self).__name__}: clip_aux must be True or False, got "
+                            f"{clip_aux!r}")
         core_scale = _core_step_scale(type(self).__name__, core_learning_rate, lr_schedule)
         if not isinstance(normalize_obs, bool):
             raise TypeError(f"{type(self).__name__}: normalize_obs must be True or False, got "
@@ -330,7 +343,8 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                                critic_core=critic_core, centralised_critic=centralised_critic,
                                normalize_obs=normalize_obs, clip_obs=clip_obs,
                                obs_scale=obs_scale,
-                               core_learning_rate=core_learning_rate, value_head=value_head)
+                               core_learning_rate=core_learning_rate, value_head=value_head,
+                               clip_aux=clip_aux)
         self.obs_normalizer = obs_normalizer
         self.aux_decoder = (nn.Sequential(nn.Linear(self._latent_dim, aux_hidden), nn.ReLU(),
                                           nn.Linear(aux_hidden, self.features_dim))
@@ -354,6 +368,13 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             core_params = {id(p): p for core in (self.lstm_actor, self.lstm_critic)
                            if core is not None for p in core.parameters()}
             ScaledStep(list(core_params.values()), core_scale).attach(self.optimizer)
+        #: the auxiliary loss's gradient of the last evaluate_actions, added to the parameters'
+        #: gradients after the algorithm's clip (``clip_aux=False``)
+        self._aux_grads: Optional[tuple] = None
+        if self.aux_decoder is not None and not clip_aux:
+            self._aux_params = (list(self.lstm_actor.parameters())
+                                + list(self.aux_decoder.parameters()))
+            self.optimizer.register_step_pre_hook(self._add_aux_grads)
 
     # ------------------------------------------------------------------ what subclasses change
     @abstractmethod
@@ -418,7 +439,24 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             return values, log_prob, entropy
         self.last_aux_tensor = None
         coef = float(self.aux_kwargs["aux_coef"])
-        return values, _InjectGrad.apply(log_prob, aux, coef), entropy
+        if self.aux_kwargs["clip_aux"]:
+            return values, _InjectGrad.apply(log_prob, aux, coef), entropy
+        # its own backward pass now (the graph is kept for the algorithm's); the gradient joins
+        # the algorithm's after max_grad_norm's clip, just before the step (_add_aux_grads)
+        self._aux_grads = (th.autograd.grad(aux * coef, self._aux_params, retain_graph=True,
+                                            allow_unused=True)
+                           if aux.requires_grad else None)
+        return values, log_prob, entropy
+
+    def _add_aux_grads(self, optimizer, args, kwargs) -> None:
+        """Before the algorithm's optimizer steps (after its gradient clip): the auxiliary
+        gradient joins the parameters' gradients, once."""
+        grads, self._aux_grads = self._aux_grads, None
+        if grads is None:
+            return
+        for p, g in zip(self._aux_params, grads):
+            if g is not None:
+                p.grad = g.clone() if p.grad is None else p.grad + g
 
     def _process_sequence(self, features: th.Tensor, lstm_states: tuple[th.Tensor, th.Tensor],
                           episode_starts: th.Tensor, lstm: SpikingCore

@@ -91,6 +91,74 @@ def test_aux_decoder_is_training_only_and_saved(tmp_path):
     assert loaded.policy.aux_kwargs["aux_loss"] == "obs_diff"
 
 
+def _one_update(seed=0, **kw):
+    """A GRSN policy after exactly one optimizer step (one epoch, one minibatch of 64 rows)."""
+    env = policies.make_env("CartPole-P-v0", 2, seed)
+    model = RecurrentPPO(GRSNPolicy, env, seed=seed, n_steps=32, batch_size=64, n_epochs=1,
+                         policy_kwargs=dict(grsn_hidden_size=16, **kw))
+    model.learn(64)
+    return model
+
+
+def _grads_seen_by_adam(model, params):
+    """Adam's first moment after one step, divided by (1 - beta1): that step's gradient."""
+    opt = model.policy.optimizer
+    beta1 = opt.param_groups[0]["betas"][0]
+    return [opt.state[p]["exp_avg"] / (1 - beta1) for p in params]
+
+
+def _norm_of(tensors):
+    return float(torch.sqrt(sum(t.pow(2).sum() for t in tensors)))
+
+
+def test_the_auxiliary_gradient_joins_after_the_clip():
+    """By default (0.10) max_grad_norm clips RecurrentPPO's own gradient and the auxiliary
+    gradient is added after the clip: the heads and the critic get exactly the step they get
+    without an auxiliary loss. With clip_aux=True (0.9) the auxiliary gradient is clipped with
+    the rest, so it sets the clip's scale for every parameter."""
+    default, clipped, none = _one_update(), _one_update(clip_aux=True), _one_update(aux_coef=0.0)
+    assert default.policy.aux_kwargs["clip_aux"] is False
+    heads = lambda m: [p for n, p in m.policy.named_parameters()
+                       if not n.startswith(("lstm_actor.", "aux_decoder."))]
+    for a, b in zip(_grads_seen_by_adam(default, heads(default)),
+                    _grads_seen_by_adam(none, heads(none))):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-10)
+    shrunk = [float(a.abs().max() / b.abs().max()) for a, b in zip(
+        _grads_seen_by_adam(clipped, heads(clipped)), _grads_seen_by_adam(none, heads(none)))
+        if b.abs().max() > 0]
+    # with the auxiliary gradient inside, the clip cuts them all down by one factor
+    assert max(shrunk) < 0.99 and max(shrunk) - min(shrunk) < 1e-4
+    # the decoder's gradient is the loss's own, above max_grad_norm; with clip_aux=True the
+    # whole step's gradient is within max_grad_norm
+    max_norm = default.max_grad_norm
+    decoder = lambda m: list(m.policy.aux_decoder.parameters())
+    assert _norm_of(_grads_seen_by_adam(default, decoder(default))) > 10 * max_norm
+    everything = list(clipped.policy.parameters())
+    seen = [g for g in _grads_seen_by_adam(clipped, [p for p in everything
+                                                     if p in clipped.policy.optimizer.state])]
+    assert _norm_of(seen) <= max_norm * (1 + 1e-4)
+    # the actor's core gets both: the clipped policy gradient plus the auxiliary one
+    core = lambda m: list(m.policy.lstm_actor.parameters())
+    assert any(not torch.allclose(a, b) for a, b in zip(_grads_seen_by_adam(default, core(default)),
+                                                        _grads_seen_by_adam(none, core(none))))
+    assert default.policy._aux_grads is None  # added once, then dropped
+
+
+def test_a_skipped_step_does_not_carry_the_auxiliary_gradient_over():
+    """RecurrentPPO may stop an epoch (target_kl) after evaluate_actions without stepping: the
+    next minibatch's evaluate_actions replaces the kept auxiliary gradient."""
+    model = _one_update()
+    pol = model.policy
+    batch = next(model.rollout_buffer.get(32))
+    acts = batch.actions.long().flatten()
+    pol.evaluate_actions(batch.observations, acts, batch.lstm_states, batch.episode_starts)
+    first = pol._aux_grads
+    batch2 = next(model.rollout_buffer.get(16))
+    pol.evaluate_actions(batch2.observations, batch2.actions.long().flatten(),
+                         batch2.lstm_states, batch2.episode_starts)
+    assert pol._aux_grads is not first and pol._aux_grads is not None
+
+
 def test_shared_critic_core_is_the_actors_and_gets_the_value_gradient():
     model = _model(critic_core="shared", grsn_hidden_size=16)
     pol = model.policy
