@@ -13,8 +13,8 @@ learning signal goes:
 - ``grad_core_aux``: the auxiliary loss's gradient into the actor core (0 without one);
 - ``grad_total`` and ``clipped_fraction``: the norm of the gradient that ``max_grad_norm``
   clips, over every parameter, and the fraction of it the clip removes (``1 - max_grad_norm /
-  grad_total`` when positive); a spiking policy's auxiliary gradient is part of it only with
-  ``clip_aux=True`` (by default it joins after the clip);
+  grad_total`` when positive); a spiking policy's auxiliary gradient is part of it with
+  ``aux_clip="joint"`` (the default) and joins after the clip otherwise;
 - ``flip_rate`` (spiking cores): the fraction of the stored rollout's spikes that differ when the
   same sequences are run through the core again after the update -- how much one update moves
   the memory's output;
@@ -227,9 +227,9 @@ class LearningSignalCallback(BaseCallback):
                     continue
                 grads = th.autograd.grad(loss, on, retain_graph=True, allow_unused=True)
                 out[f"grad_core_{name}"] = _norm(grads)
-            # the auxiliary gradient joins after max_grad_norm's clip unless clip_aux=True
-            clip_aux = getattr(policy, "aux_kwargs", {}).get("clip_aux", True)
-            total = sum(v for k, v in terms.items() if k != "aux" or clip_aux)
+            # the auxiliary gradient is clipped with the rest only with aux_clip="joint"
+            joint = getattr(policy, "aux_kwargs", {}).get("aux_clip", "joint") == "joint"
+            total = sum(v for k, v in terms.items() if k != "aux" or joint)
             grads = th.autograd.grad(total, params, allow_unused=True)
             out["grad_total"] = _norm(grads)
             max_norm = self.model.max_grad_norm

@@ -48,6 +48,7 @@ __all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "PaperGRSNPolicy", "LIFPolicy
 _CRITIC_CORES = ("same", "shared", "gru")
 _AUX_LOSSES = (None, "obs_diff")
 _VALUE_HEADS = ("symexp", "linear")
+_AUX_CLIPS = ("joint", "scaled", "none")
 _ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _LSTM_ALIASES = {"lstm_hidden_size": "grsn_hidden_size", "n_lstm_layers": "n_grsn_layers",
                  "shared_lstm": "shared_grsn", "enable_critic_lstm": "enable_critic_grsn"}
@@ -139,20 +140,22 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         predict it the readout must carry what the current input does not hold -- the previous
         input, i.e. the hidden velocity on a position-only POMDP -- so the loss gives the
         spiking memory a direct learning signal that the policy gradient, which reaches the core
-        only through the heads, does not. Its gradient joins RecurrentPPO's optimizer step, added
-        after RecurrentPPO has clipped its own gradient to ``max_grad_norm`` (``clip_aux``);
-        RecurrentPPO itself is unchanged.
+        only through the heads, does not. Its gradient joins RecurrentPPO's optimizer step (for
+        the gradient clip see ``aux_clip``); RecurrentPPO itself is unchanged.
         The decoder is not used by ``predict`` and not counted in the energy estimate; it is
         saved and loaded with the model. ``last_aux_loss`` holds the last minibatch's value.
     :param aux_coef: weight of that loss against the PPO loss.
-    :param clip_aux: ``False`` (0.10): the auxiliary gradient is added to the parameters'
-        gradients after ``max_grad_norm`` has clipped RecurrentPPO's own, so the heads, the
-        critic and the policy gradient into the core get the step they would get without an
-        auxiliary loss. ``True`` (0.9 and before): it is part of the gradient that
-        ``max_grad_norm`` clips; weighted 30 it is about 100 times the policy gradient and sets
-        the clip's scale, which removes about 98% of every update under RL Zoo's
-        ``normalize: true`` (docs/RESULTS.md, "Version 0.10"). Without an auxiliary loss it
-        changes nothing.
+    :param aux_clip: how the auxiliary gradient meets RecurrentPPO's ``max_grad_norm`` clip.
+        ``"joint"`` (the default, as up to 0.9): it is part of the gradient that is clipped;
+        weighted 30 it is about 100 times the policy gradient, so its norm sets the clip's scale
+        for every parameter (under RL Zoo's ``normalize: true`` the clip removes about 98% of
+        every update). ``"scaled"``: the clip's scale is set by RecurrentPPO's own gradient and
+        the auxiliary gradient, added after the clip, is multiplied by the same factor, so the
+        heads and the critic get the step they would get without an auxiliary loss and the
+        core the same mix of the two losses as with ``"joint"`` wherever RecurrentPPO's gradient
+        dominates (e.g. unnormalised rewards). ``"none"``: added after the clip as it is.
+        Measured in docs/RESULTS.md, "Where the auxiliary gradient meets the clip". No effect
+        without an auxiliary loss.
     :param aux_hidden: width of the decoder's hidden layer.
     :param critic_core: the critic's memory when it has its own (``enable_critic_grsn``):
         ``"same"`` (a second core of the actor's kind), ``"shared"`` (the actor's core, run a
@@ -253,7 +256,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         obs_scale: float = 1.0,
         core_learning_rate: Optional[float] = 1e-3,
         value_head: str = "linear",
-        clip_aux: bool = False,
+        aux_clip: str = "joint",
         **lstm_style_kwargs: Any,
     ):
         central = central_policy_kwargs(type(self).__name__, observation_space, dict(
@@ -300,9 +303,9 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         if value_head not in _VALUE_HEADS:
             raise ValueError(f"{type(self).__name__}: value_head must be one of {_VALUE_HEADS}, "
                              f"got {value_head!r}")
-        if not isinstance(clip_aux, bool):
-            raise TypeError(f"{type(self).__name__}: clip_aux must be True or False, got "
-                            f"{clip_aux!r}")
+        if aux_clip not in _AUX_CLIPS:
+            raise ValueError(f"{type(self).__name__}: aux_clip must be one of {_AUX_CLIPS}, got "
+                             f"{aux_clip!r}")
         core_scale = _core_step_scale(type(self).__name__, core_learning_rate, lr_schedule)
         if not isinstance(normalize_obs, bool):
             raise TypeError(f"{type(self).__name__}: normalize_obs must be True or False, got "
@@ -344,7 +347,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                                normalize_obs=normalize_obs, clip_obs=clip_obs,
                                obs_scale=obs_scale,
                                core_learning_rate=core_learning_rate, value_head=value_head,
-                               clip_aux=clip_aux)
+                               aux_clip=aux_clip)
         self.obs_normalizer = obs_normalizer
         self.aux_decoder = (nn.Sequential(nn.Linear(self._latent_dim, aux_hidden), nn.ReLU(),
                                           nn.Linear(aux_hidden, self.features_dim))
@@ -369,12 +372,19 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                            if core is not None for p in core.parameters()}
             ScaledStep(list(core_params.values()), core_scale).attach(self.optimizer)
         #: the auxiliary loss's gradient of the last evaluate_actions, added to the parameters'
-        #: gradients after the algorithm's clip (``clip_aux=False``)
+        #: gradients after the algorithm's clip (``aux_clip`` "scaled" or "none")
         self._aux_grads: Optional[tuple] = None
-        if self.aux_decoder is not None and not clip_aux:
+        #: squared norms of the parameters' gradients as the backward pass left them, before
+        #: the algorithm's clip (``aux_clip="scaled"``)
+        self._unclipped_sq: dict[int, float] = {}
+        if self.aux_decoder is not None and aux_clip != "joint":
             self._aux_params = (list(self.lstm_actor.parameters())
                                 + list(self.aux_decoder.parameters()))
             self.optimizer.register_step_pre_hook(self._add_aux_grads)
+            if aux_clip == "scaled":
+                for param in self.parameters():
+                    if param.requires_grad:
+                        param.register_post_accumulate_grad_hook(self._record_unclipped)
 
     # ------------------------------------------------------------------ what subclasses change
     @abstractmethod
@@ -439,7 +449,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             return values, log_prob, entropy
         self.last_aux_tensor = None
         coef = float(self.aux_kwargs["aux_coef"])
-        if self.aux_kwargs["clip_aux"]:
+        if self.aux_kwargs["aux_clip"] == "joint":
             return values, _InjectGrad.apply(log_prob, aux, coef), entropy
         # its own backward pass now (the graph is kept for the algorithm's); the gradient joins
         # the algorithm's after max_grad_norm's clip, just before the step (_add_aux_grads)
@@ -448,12 +458,24 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                            if aux.requires_grad else None)
         return values, log_prob, entropy
 
+    def _record_unclipped(self, param: nn.Parameter) -> None:
+        self._unclipped_sq[id(param)] = float(param.grad.pow(2).sum())
+
     def _add_aux_grads(self, optimizer, args, kwargs) -> None:
         """Before the algorithm's optimizer steps (after its gradient clip): the auxiliary
-        gradient joins the parameters' gradients, once."""
+        gradient joins the parameters' gradients, once; with ``aux_clip="scaled"`` times the
+        factor the clip applied to the algorithm's gradient (its norm now over its norm as the
+        backward pass left it)."""
         grads, self._aux_grads = self._aux_grads, None
+        unclipped, self._unclipped_sq = self._unclipped_sq, {}
         if grads is None:
             return
+        if self.aux_kwargs["aux_clip"] == "scaled" and unclipped:
+            before = math.sqrt(sum(unclipped.values()))
+            now = math.sqrt(sum(float(q.grad.pow(2).sum()) for q in self.parameters()
+                                if q.grad is not None))
+            factor = now / before if before > 0 else 1.0
+            grads = [None if g is None else g * factor for g in grads]
         for p, g in zip(self._aux_params, grads):
             if g is not None:
                 p.grad = g.clone() if p.grad is None else p.grad + g

@@ -91,10 +91,11 @@ def test_aux_decoder_is_training_only_and_saved(tmp_path):
     assert loaded.policy.aux_kwargs["aux_loss"] == "obs_diff"
 
 
-def _one_update(seed=0, **kw):
+def _one_update(seed=0, max_grad_norm=0.5, **kw):
     """A GRSN policy after exactly one optimizer step (one epoch, one minibatch of 64 rows)."""
     env = policies.make_env("CartPole-P-v0", 2, seed)
     model = RecurrentPPO(GRSNPolicy, env, seed=seed, n_steps=32, batch_size=64, n_epochs=1,
+                         max_grad_norm=max_grad_norm,
                          policy_kwargs=dict(grsn_hidden_size=16, **kw))
     model.learn(64)
     return model
@@ -111,43 +112,53 @@ def _norm_of(tensors):
     return float(torch.sqrt(sum(t.pow(2).sum() for t in tensors)))
 
 
-def test_the_auxiliary_gradient_joins_after_the_clip():
-    """By default (0.10) max_grad_norm clips RecurrentPPO's own gradient and the auxiliary
-    gradient is added after the clip: the heads and the critic get exactly the step they get
-    without an auxiliary loss. With clip_aux=True (0.9) the auxiliary gradient is clipped with
-    the rest, so it sets the clip's scale for every parameter."""
-    default, clipped, none = _one_update(), _one_update(clip_aux=True), _one_update(aux_coef=0.0)
-    assert default.policy.aux_kwargs["clip_aux"] is False
+def test_aux_clip_sets_what_max_grad_norm_sees():
+    """aux_clip="joint" (the default): the auxiliary gradient is clipped with RecurrentPPO's, so
+    its norm sets the clip's scale for every parameter. "none" and "scaled": max_grad_norm clips
+    RecurrentPPO's own gradient and the auxiliary gradient is added after the clip, so the heads
+    and the critic get exactly the step of a run without an auxiliary loss; "scaled" multiplies
+    it by the factor the clip applied to RecurrentPPO's gradient, "none" adds it as it is."""
+    joint, none, scaled = (_one_update(aux_clip=c) for c in ("joint", "none", "scaled"))
+    no_aux = _one_update(aux_coef=0.0)
+    assert joint.policy.aux_kwargs["aux_clip"] == _one_update().policy.aux_kwargs["aux_clip"]
     heads = lambda m: [p for n, p in m.policy.named_parameters()
                        if not n.startswith(("lstm_actor.", "aux_decoder."))]
-    for a, b in zip(_grads_seen_by_adam(default, heads(default)),
-                    _grads_seen_by_adam(none, heads(none))):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-10)
+    for model in (none, scaled):
+        for a, b in zip(_grads_seen_by_adam(model, heads(model)),
+                        _grads_seen_by_adam(no_aux, heads(no_aux))):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-10)
     shrunk = [float(a.abs().max() / b.abs().max()) for a, b in zip(
-        _grads_seen_by_adam(clipped, heads(clipped)), _grads_seen_by_adam(none, heads(none)))
+        _grads_seen_by_adam(joint, heads(joint)), _grads_seen_by_adam(no_aux, heads(no_aux)))
         if b.abs().max() > 0]
     # with the auxiliary gradient inside, the clip cuts them all down by one factor
     assert max(shrunk) < 0.99 and max(shrunk) - min(shrunk) < 1e-4
-    # the decoder's gradient is the loss's own, above max_grad_norm; with clip_aux=True the
-    # whole step's gradient is within max_grad_norm
-    max_norm = default.max_grad_norm
+    max_norm = joint.max_grad_norm
+    everything = [p for p in joint.policy.parameters() if p in joint.policy.optimizer.state]
+    assert _norm_of(_grads_seen_by_adam(joint, everything)) <= max_norm * (1 + 1e-4)
+    # "none": the decoder's gradient is the loss's own, far above max_grad_norm
     decoder = lambda m: list(m.policy.aux_decoder.parameters())
-    assert _norm_of(_grads_seen_by_adam(default, decoder(default))) > 10 * max_norm
-    everything = list(clipped.policy.parameters())
-    seen = [g for g in _grads_seen_by_adam(clipped, [p for p in everything
-                                                     if p in clipped.policy.optimizer.state])]
-    assert _norm_of(seen) <= max_norm * (1 + 1e-4)
+    raw = _grads_seen_by_adam(none, decoder(none))
+    assert _norm_of(raw) > 10 * max_norm
+    # "scaled": the same gradient times the clip's factor on RecurrentPPO's own gradient (that
+    # gradient as the backward pass left it: a run whose clip never acts)
+    unclipped = _one_update(aux_coef=0.0, max_grad_norm=1e9)
+    ppo_norm = _norm_of(_grads_seen_by_adam(unclipped, [
+        p for p in unclipped.policy.parameters() if p in unclipped.policy.optimizer.state]))
+    factor = min(1.0, max_norm / ppo_norm)
+    assert factor < 0.99
+    for a, b in zip(_grads_seen_by_adam(scaled, decoder(scaled)), raw):
+        torch.testing.assert_close(a, factor * b, rtol=1e-3, atol=1e-9)
     # the actor's core gets both: the clipped policy gradient plus the auxiliary one
     core = lambda m: list(m.policy.lstm_actor.parameters())
-    assert any(not torch.allclose(a, b) for a, b in zip(_grads_seen_by_adam(default, core(default)),
-                                                        _grads_seen_by_adam(none, core(none))))
-    assert default.policy._aux_grads is None  # added once, then dropped
+    assert any(not torch.allclose(a, b) for a, b in zip(_grads_seen_by_adam(none, core(none)),
+                                                        _grads_seen_by_adam(no_aux, core(no_aux))))
+    assert none.policy._aux_grads is None and not scaled.policy._unclipped_sq  # used once
 
 
 def test_a_skipped_step_does_not_carry_the_auxiliary_gradient_over():
     """RecurrentPPO may stop an epoch (target_kl) after evaluate_actions without stepping: the
     next minibatch's evaluate_actions replaces the kept auxiliary gradient."""
-    model = _one_update()
+    model = _one_update(aux_clip="scaled")
     pol = model.policy
     batch = next(model.rollout_buffer.get(32))
     acts = batch.actions.long().flatten()

@@ -290,7 +290,7 @@ def test_unsupported_action_space_is_rejected():
     (dict(grsn_hidden_size=8, lstm_hidden_size=8), ValueError, "alias"),
     (dict(lstm_kwargs={"dropout": 0.1}), TypeError, "lstm_kwargs"),
     (dict(hidden=8), TypeError, "unexpected policy_kwargs"),
-    (dict(clip_aux=1), TypeError, "clip_aux must be True or False"),
+    (dict(aux_clip="after"), ValueError, "aux_clip must be one of"),
 ])
 def test_wrong_policy_kwargs(kw, err, match):
     with pytest.raises(err, match=match):
@@ -315,7 +315,7 @@ def test_shipped_defaults_and_the_paper_preset():
     assert core.output_dim == 64 + 64  # spikes and the observation embedding, into the heads
     assert pol.aux_kwargs["aux_loss"] == "obs_diff" and pol.aux_kwargs["aux_coef"] == 30.0
     assert pol.aux_kwargs["core_learning_rate"] == 1e-3  # the cores' own learning rate (0.9)
-    assert pol.aux_kwargs["clip_aux"] is False  # the auxiliary gradient after the clip (0.10)
+    assert pol.aux_kwargs["aux_clip"] == "joint"  # clipped with RecurrentPPO's gradient
     assert pol.obs_normalizer is not None and pol.obs_normalizer.clip_obs == 10.0
     # the actor's second layer is 32 wide (0.7); the training-only critic keeps SB3's heads
     assert [m.out_features for m in pol.mlp_extractor.policy_net
@@ -396,21 +396,6 @@ def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
     loaded = RecurrentPPO.load(tmp_path / "0.8", custom_objects={
         "policy_kwargs": dict(lstm_hidden_size=16, core_learning_rate=None)})
     assert loaded.policy.aux_kwargs["core_learning_rate"] is None
-    # so is 0.9's clipped auxiliary gradient (clip_aux=True; added after the clip since 0.10):
-    # nothing of it is in the saved state, so a 0.9 model loads, acts as saved and trains on
-    # with the current step unless given it back
-    model = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=0,
-                         policy_kwargs=dict(lstm_hidden_size=16, clip_aux=True))
-    model.learn(16)
-    model.save(tmp_path / "0.9")
-    loaded = RecurrentPPO.load(tmp_path / "0.9", custom_objects={
-        "policy_kwargs": dict(lstm_hidden_size=16)})
-    assert np.array_equal(loaded.predict(obs, deterministic=True)[0],
-                          model.predict(obs, deterministic=True)[0])
-    assert loaded.policy.aux_kwargs["clip_aux"] is False
-    loaded = RecurrentPPO.load(tmp_path / "0.9", custom_objects={
-        "policy_kwargs": dict(lstm_hidden_size=16, clip_aux=True)})
-    assert loaded.policy.aux_kwargs["clip_aux"] is True
     # 0.4's forget-gate bias (0) only initialised the weights: its models load as they are
     model = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=0,
                          policy_kwargs=dict(lstm_hidden_size=16, forget_bias=0.0))
