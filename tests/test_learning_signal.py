@@ -426,3 +426,27 @@ def test_gru_energy_counts_three_gates_per_step():
     assert report.core.macs == 3 * H * (d + H) + 3 * H        # gate products + cell updates
     assert report.core.acs == 0 and report.agent.macs > report.core.macs
 
+
+
+def test_instrument_measures_the_gradient_the_clip_sees():
+    """grad_total is the norm max_grad_norm clips: with aux_clip="joint" it includes the
+    auxiliary loss's gradient, with "scaled" or "none" it does not (that gradient joins later)."""
+    model = _model(GRSNPolicy, grsn_hidden_size=16, aux_clip="scaled")
+    cb = LearningSignalCallback(probe_every=0)
+    model.learn(64, callback=cb)
+    pol = model.policy
+    params = [p for p in pol.parameters() if p.requires_grad]
+
+    def norm_of(include_aux):
+        pol.set_training_mode(True)
+        terms = cb._loss_terms(cb._batch)
+        loss = sum(v for k, v in terms.items() if include_aux or k != "aux")
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        pol.set_training_mode(False)
+        return float(torch.sqrt(sum(g.pow(2).sum() for g in grads if g is not None)))
+
+    for mode, include_aux in (("scaled", False), ("none", False), ("joint", True)):
+        pol.aux_kwargs["aux_clip"] = mode
+        row = cb._gradients(cb._batch)
+        assert row["grad_total"] == pytest.approx(norm_of(include_aux), rel=1e-4)
+    assert norm_of(True) != pytest.approx(norm_of(False), rel=1e-2)
