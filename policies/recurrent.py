@@ -156,7 +156,8 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         dominates (e.g. unnormalised rewards). ``"none"``: added after the clip as it is.
         Measured in docs/RESULTS.md, "Where the auxiliary gradient meets the clip": with
         ``VecNormalize`` rewards ``"scaled"`` learns CartPole-P and Pendulum-P as the LSTM does
-        (deterministic evaluation, six seeds), with raw rewards it lost a Pendulum-P seed of six, hence not the default.
+        (deterministic evaluation, six seeds); with raw rewards it lost a Pendulum-P seed of
+        six, hence not the default.
         ``"scaled"`` and ``"none"`` work through step hooks on the optimizer the constructor
         builds (like ``core_learning_rate``); an optimizer put in ``policy.optimizer`` later
         does not add the auxiliary gradient. No effect without an auxiliary loss.

@@ -427,7 +427,6 @@ def test_gru_energy_counts_three_gates_per_step():
     assert report.core.acs == 0 and report.agent.macs > report.core.macs
 
 
-
 def test_instrument_measures_the_gradient_the_clip_sees():
     """grad_total is the norm max_grad_norm clips: with aux_clip="joint" it includes the
     auxiliary loss's gradient, with "scaled" or "none" it does not (that gradient joins later)."""
@@ -443,7 +442,7 @@ def test_instrument_measures_the_gradient_the_clip_sees():
         loss = sum(v for k, v in terms.items() if include_aux or k != "aux")
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         pol.set_training_mode(False)
-        return float(torch.sqrt(sum(g.pow(2).sum() for g in grads if g is not None)))
+        return _norm_of([g for g in grads if g is not None])
 
     for mode, include_aux in (("scaled", False), ("none", False), ("joint", True)):
         pol.aux_kwargs["aux_clip"] = mode
