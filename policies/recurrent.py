@@ -48,7 +48,9 @@ __all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "PaperGRSNPolicy", "LIFPolicy
 _CRITIC_CORES = ("same", "shared", "gru")
 _AUX_LOSSES = (None, "obs_diff")
 _VALUE_HEADS = ("symexp", "linear")
-_AUX_CLIPS = ("joint", "scaled", "none")
+_AUX_CLIPS = ("joint", "bounded", "scaled", "none")
+#: with ``aux_clip="bounded"``, the most the auxiliary gradient may shrink the clipped step
+AUX_BRAKE_LIMIT = 2.0
 _ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _LSTM_ALIASES = {"lstm_hidden_size": "grsn_hidden_size", "n_lstm_layers": "n_grsn_layers",
                  "shared_lstm": "shared_grsn", "enable_critic_lstm": "enable_critic_grsn"}
@@ -147,20 +149,26 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
     :param aux_coef: weight of that loss against the PPO loss.
     :param aux_clip: how the auxiliary gradient meets RecurrentPPO's ``max_grad_norm`` clip.
         ``"joint"`` (the default, as up to 0.9): it is part of the gradient that is clipped;
-        weighted 30 it is about 100 times the policy gradient, so its norm sets the clip's scale
-        for every parameter (under RL Zoo's ``normalize: true`` the clip removes about 98% of
-        every update). ``"scaled"``: the clip's scale is set by RecurrentPPO's own gradient and
-        the auxiliary gradient, added after the clip, is multiplied by the same factor, so the
-        heads and the critic get the step they would get without an auxiliary loss and the
-        core the same mix of the two losses as with ``"joint"`` wherever RecurrentPPO's gradient
-        dominates (e.g. unnormalised rewards). ``"none"``: added after the clip as it is.
-        Measured in docs/RESULTS.md, "Where the auxiliary gradient meets the clip": with
-        ``VecNormalize`` rewards ``"scaled"`` learns CartPole-P and Pendulum-P as the LSTM does
-        (deterministic evaluation, six seeds); with raw rewards it lost a Pendulum-P seed of
-        six, hence not the default.
-        ``"scaled"`` and ``"none"`` work through step hooks on the optimizer the constructor
-        builds (like ``core_learning_rate``); an optimizer put in ``policy.optimizer`` later
-        does not add the auxiliary gradient. No effect without an auxiliary loss.
+        weighted 30 it can be about 100 times the policy gradient, and then its norm sets the
+        clip's scale for every parameter (under RL Zoo's ``normalize: true`` the clip removes
+        about 98% of every update, and the heads' and the critic's steps fall to the level of
+        Adam's ``eps``). ``"bounded"``: the joint clip, except that the auxiliary gradient may
+        shrink the step RecurrentPPO's clip leaves at most ``AUX_BRAKE_LIMIT`` (2) -fold: both
+        gradients are multiplied by ``f * max(1 / AUX_BRAKE_LIMIT, min(1, B / J))``, ``f`` the
+        factor the clip applied to RecurrentPPO's own gradient, ``B`` that gradient's norm as
+        the backward pass left it and ``J`` the norm of its sum with the auxiliary gradient --
+        the joint clip's factor wherever RecurrentPPO's gradient is clipped and ``J <= 2 B``
+        (e.g. unnormalised rewards, whose critic gradient dominates). ``"scaled"``: the
+        auxiliary gradient, added after the clip, is multiplied by ``f``, so the heads and the
+        critic get the step they would get without an auxiliary loss. ``"none"``: added after
+        the clip as it is. Measured in docs/RESULTS.md, "Where the auxiliary gradient meets the
+        clip": with ``VecNormalize`` rewards ``"scaled"`` learns CartPole-P and Pendulum-P as
+        the LSTM does (deterministic evaluation, six seeds); with raw rewards it lost
+        Pendulum-P seeds (twelve seeds), hence not the default.
+        ``"bounded"``, ``"scaled"`` and ``"none"`` work through step hooks on the optimizer the
+        constructor builds (like ``core_learning_rate``); an optimizer put in
+        ``policy.optimizer`` later does not add the auxiliary gradient. No effect without an
+        auxiliary loss.
     :param aux_hidden: width of the decoder's hidden layer.
     :param critic_core: the critic's memory when it has its own (``enable_critic_grsn``):
         ``"same"`` (a second core of the actor's kind), ``"shared"`` (the actor's core, run a
@@ -386,7 +394,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             self._aux_params = (list(self.lstm_actor.parameters())
                                 + list(self.aux_decoder.parameters()))
             self.optimizer.register_step_pre_hook(self._add_aux_grads)
-            if aux_clip == "scaled":
+            if aux_clip in ("scaled", "bounded"):
                 for param in self.parameters():
                     if param.requires_grad:
                         param.register_post_accumulate_grad_hook(self._record_unclipped)
@@ -468,19 +476,43 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
 
     def _add_aux_grads(self, optimizer, args, kwargs) -> None:
         """Before the algorithm's optimizer steps (after its gradient clip): the auxiliary
-        gradient joins the parameters' gradients, once; with ``aux_clip="scaled"`` times the
-        factor the clip applied to the algorithm's gradient (its norm now over its norm as the
-        backward pass left it)."""
+        gradient joins the parameters' gradients, once. ``"none"``: as it is. ``"scaled"``:
+        times ``f``, the factor the clip applied to the algorithm's gradient (its norm now over
+        its norm ``B`` as the backward pass left it). ``"bounded"``: the algorithm's gradient
+        and the auxiliary one both times ``f * max(1 / AUX_BRAKE_LIMIT, min(1, B / J))``, ``J``
+        the norm of their unclipped sum -- the joint clip's factor wherever the algorithm's
+        gradient is clipped and the auxiliary one enlarges the norm at most
+        ``AUX_BRAKE_LIMIT``-fold."""
         grads, self._aux_grads = self._aux_grads, None
         unclipped, self._unclipped_sq = self._unclipped_sq, {}
         if grads is None:
             return
-        if self.aux_kwargs["aux_clip"] == "scaled" and unclipped:
+        mode = self.aux_kwargs["aux_clip"]
+        common = 1.0  # what the algorithm's (clipped) gradient is multiplied by
+        if mode in ("scaled", "bounded") and unclipped:
             before = math.sqrt(sum(unclipped.values()))
             now = math.sqrt(sum(float(q.grad.pow(2).sum()) for q in self.parameters()
                                 if q.grad is not None))
             factor = now / before if before > 0 else 1.0
+            if mode == "bounded" and before > 0:
+                by_param = dict(zip(map(id, self._aux_params), grads))
+                joint_sq = 0.0
+                for q in self.parameters():
+                    g = by_param.get(id(q))
+                    if q.grad is None:
+                        joint_sq += 0.0 if g is None else float(g.pow(2).sum())
+                    else:
+                        joint_sq += float((q.grad / factor + (0 if g is None else g)
+                                           ).pow(2).sum())
+                brake = max(1.0 / AUX_BRAKE_LIMIT,
+                            min(1.0, before / math.sqrt(joint_sq)) if joint_sq > 0 else 1.0)
+                common = brake
+                factor *= brake
             grads = [None if g is None else g * factor for g in grads]
+        if common != 1.0:
+            for q in self.parameters():
+                if q.grad is not None:
+                    q.grad.mul_(common)
         for p, g in zip(self._aux_params, grads):
             if g is not None:
                 p.grad = g.clone() if p.grad is None else p.grad + g

@@ -155,6 +155,42 @@ def test_aux_clip_sets_what_max_grad_norm_sees():
     assert none.policy._aux_grads is None and not scaled.policy._unclipped_sq  # used once
 
 
+def test_aux_clip_bounded_is_the_joint_clip_with_a_limited_brake():
+    """aux_clip="bounded": where the auxiliary gradient enlarges the clipped norm less than
+    AUX_BRAKE_LIMIT-fold (here raw CartPole-P returns, whose critic gradient dominates, at the
+    default weight) every parameter gets the joint clip's step; where it dominates (weight 300
+    here, as weight 30 under VecNormalize rewards) it shrinks RecurrentPPO's clipped step
+    AUX_BRAKE_LIMIT-fold, where "joint" shrinks it by the ratio of the norms."""
+    from policies.recurrent import AUX_BRAKE_LIMIT
+
+    def everything(m):
+        return [p for p in m.policy.parameters() if p in m.policy.optimizer.state]
+
+    joint, bounded = (_one_update(aux_clip=c) for c in ("joint", "bounded"))
+    unclipped = _one_update(aux_coef=0.0, max_grad_norm=1e9)
+    assert joint.max_grad_norm < _norm_of(_grads_seen_by_adam(unclipped, everything(unclipped)))
+    for a, b in zip(_grads_seen_by_adam(bounded, everything(bounded)),
+                    _grads_seen_by_adam(joint, everything(joint))):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-9)
+
+    heads = lambda m: [p for n, p in m.policy.named_parameters()
+                       if not n.startswith(("lstm_actor.", "aux_decoder."))]
+    decoder = lambda m: list(m.policy.aux_decoder.parameters())
+    no_aux = _one_update(aux_coef=0.0)
+    strong = {c: _one_update(aux_coef=300.0, aux_clip=c) for c in ("joint", "bounded", "scaled")}
+    for a, b in zip(_grads_seen_by_adam(strong["bounded"], heads(strong["bounded"])),
+                    _grads_seen_by_adam(no_aux, heads(no_aux))):
+        torch.testing.assert_close(a, b / AUX_BRAKE_LIMIT, rtol=1e-5, atol=1e-10)
+    for a, b in zip(_grads_seen_by_adam(strong["bounded"], decoder(strong["bounded"])),
+                    _grads_seen_by_adam(strong["scaled"], decoder(strong["scaled"]))):
+        torch.testing.assert_close(a, b / AUX_BRAKE_LIMIT, rtol=1e-4, atol=1e-10)
+    # "joint" cuts the heads' step by far more than the limit
+    shrunk = [float(a.abs().max() / b.abs().max()) for a, b in zip(
+        _grads_seen_by_adam(strong["joint"], heads(strong["joint"])),
+        _grads_seen_by_adam(no_aux, heads(no_aux))) if b.abs().max() > 0]
+    assert max(shrunk) < 0.5 / AUX_BRAKE_LIMIT
+
+
 def test_a_skipped_step_does_not_carry_the_auxiliary_gradient_over():
     """RecurrentPPO may stop an epoch (target_kl) after evaluate_actions without stepping: the
     next minibatch's evaluate_actions replaces the kept auxiliary gradient."""
@@ -444,7 +480,8 @@ def test_instrument_measures_the_gradient_the_clip_sees():
         pol.set_training_mode(False)
         return _norm_of([g for g in grads if g is not None])
 
-    for mode, include_aux in (("scaled", False), ("none", False), ("joint", True)):
+    for mode, include_aux in (("scaled", False), ("bounded", False), ("none", False),
+                              ("joint", True)):
         pol.aux_kwargs["aux_clip"] = mode
         row = cb._gradients(cb._batch)
         assert row["grad_total"] == pytest.approx(norm_of(include_aux), rel=1e-4)
