@@ -48,9 +48,11 @@ __all__ = ["SpikingRecurrentPolicy", "GRSNPolicy", "PaperGRSNPolicy", "LIFPolicy
 _CRITIC_CORES = ("same", "shared", "gru")
 _AUX_LOSSES = (None, "obs_diff")
 _VALUE_HEADS = ("symexp", "linear")
-_AUX_CLIPS = ("joint", "bounded", "scaled", "none")
+_AUX_CLIPS = ("joint", "relative", "bounded", "scaled", "none")
 #: with ``aux_clip="bounded"``, the most the auxiliary gradient may shrink the clipped step
 AUX_BRAKE_LIMIT = 2.0
+#: with ``aux_clip="relative"``, the decay per optimizer step of the running mean of log(J / B)
+AUX_SHARE_DECAY = 0.99
 _ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _LSTM_ALIASES = {"lstm_hidden_size": "grsn_hidden_size", "n_lstm_layers": "n_grsn_layers",
                  "shared_lstm": "shared_grsn", "enable_critic_lstm": "enable_critic_grsn"}
@@ -390,11 +392,13 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         #: squared norms of the parameters' gradients as the backward pass left them, before
         #: the algorithm's clip (``aux_clip="scaled"``)
         self._unclipped_sq: dict[int, float] = {}
+        #: running mean of log(J / B) (``aux_clip="relative"``; None until the first step)
+        self._log_share: Optional[float] = None
         if self.aux_decoder is not None and aux_clip != "joint":
             self._aux_params = (list(self.lstm_actor.parameters())
                                 + list(self.aux_decoder.parameters()))
             self.optimizer.register_step_pre_hook(self._add_aux_grads)
-            if aux_clip in ("scaled", "bounded"):
+            if aux_clip in ("scaled", "bounded", "relative"):
                 for param in self.parameters():
                     if param.requires_grad:
                         param.register_post_accumulate_grad_hook(self._record_unclipped)
@@ -489,12 +493,12 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             return
         mode = self.aux_kwargs["aux_clip"]
         common = 1.0  # what the algorithm's (clipped) gradient is multiplied by
-        if mode in ("scaled", "bounded") and unclipped:
+        if mode in ("scaled", "bounded", "relative") and unclipped:
             before = math.sqrt(sum(unclipped.values()))
             now = math.sqrt(sum(float(q.grad.pow(2).sum()) for q in self.parameters()
                                 if q.grad is not None))
             factor = now / before if before > 0 else 1.0
-            if mode == "bounded" and before > 0:
+            if mode in ("bounded", "relative") and before > 0:
                 by_param = dict(zip(map(id, self._aux_params), grads))
                 joint_sq = 0.0
                 for q in self.parameters():
@@ -504,8 +508,15 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                     else:
                         joint_sq += float((q.grad / factor + (0 if g is None else g)
                                            ).pow(2).sum())
-                brake = max(1.0 / AUX_BRAKE_LIMIT,
-                            min(1.0, before / math.sqrt(joint_sq)) if joint_sq > 0 else 1.0)
+                if mode == "bounded":
+                    brake = max(1.0 / AUX_BRAKE_LIMIT,
+                                min(1.0, before / math.sqrt(joint_sq)) if joint_sq > 0 else 1.0)
+                else:
+                    share = math.log(max(math.sqrt(joint_sq), 1e-12) / before)
+                    self._log_share = (share if self._log_share is None else
+                                       AUX_SHARE_DECAY * self._log_share
+                                       + (1 - AUX_SHARE_DECAY) * share)
+                    brake = math.exp(self._log_share - share)
                 common = brake
                 factor *= brake
             grads = [None if g is None else g * factor for g in grads]

@@ -1,5 +1,7 @@
 """The auxiliary self-predictive loss of the spiking policies, the GRU baseline and the
 learning-signal instrument (policies.diagnostics)."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -189,6 +191,28 @@ def test_aux_clip_bounded_is_the_joint_clip_with_a_limited_brake():
         _grads_seen_by_adam(strong["joint"], heads(strong["joint"])),
         _grads_seen_by_adam(no_aux, heads(no_aux))) if b.abs().max() > 0]
     assert max(shrunk) < 0.5 / AUX_BRAKE_LIMIT
+
+
+def test_aux_clip_relative_brakes_against_the_running_share():
+    """aux_clip="relative": both gradients times f * exp(mean log(J/B)) / (J/B), the running
+    mean over the optimizer's steps; on the first step that mean is the step's own share, so
+    the step is exactly "scaled"'s, and the running mean is log(J/B) of that step."""
+    def everything(m):
+        return [p for p in m.policy.parameters() if p in m.policy.optimizer.state]
+
+    relative, scaled, joint = (_one_update(aux_clip=c) for c in ("relative", "scaled", "joint"))
+    for a, b in zip(_grads_seen_by_adam(relative, everything(relative)),
+                    _grads_seen_by_adam(scaled, everything(scaled))):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-10)
+    # J / B is the joint clip's norm over RecurrentPPO's own (both clipped here)
+    unclipped = _one_update(aux_coef=0.0, max_grad_norm=1e9)
+    ppo_norm = _norm_of(_grads_seen_by_adam(unclipped, everything(unclipped)))
+    joint_norm = _norm_of(_grads_seen_by_adam(joint, everything(joint)))
+    scaled_norm = _norm_of(_grads_seen_by_adam(scaled, everything(scaled)))
+    # scaled's step is joint's times J / B
+    assert relative.policy._log_share == pytest.approx(math.log(scaled_norm / joint_norm),
+                                                       rel=1e-3)
+    assert ppo_norm > joint.max_grad_norm and relative.policy._log_share > 0
 
 
 def test_a_skipped_step_does_not_carry_the_auxiliary_gradient_over():
