@@ -10,7 +10,7 @@ from sb3_contrib import RecurrentPPO
 import policies
 from policies import GRSNPolicy, GRUPolicy
 from policies.diagnostics import FIELDS, LearningSignalCallback, ridge_cv_r2
-from policies.recurrent import ScaledStep, _InjectGrad, _obs_diff_loss
+from policies.recurrent import AUX_SHARE_SWITCH, ScaledStep, _InjectGrad, _obs_diff_loss
 
 SMALL = dict(n_steps=32, batch_size=64, n_epochs=2, verbose=0)
 
@@ -93,12 +93,15 @@ def test_aux_decoder_is_training_only_and_saved(tmp_path):
     assert loaded.policy.aux_kwargs["aux_loss"] == "obs_diff"
 
 
-def _one_update(seed=0, max_grad_norm=0.5, **kw):
-    """A GRSN policy after exactly one optimizer step (one epoch, one minibatch of 64 rows)."""
+def _one_update(seed=0, max_grad_norm=0.5, log_share=None, **kw):
+    """A GRSN policy after exactly one optimizer step (one epoch, one minibatch of 64 rows);
+    ``log_share``: the running mean aux_clip="auto" starts from (None: the step's own)."""
     env = policies.make_env("CartPole-P-v0", 2, seed)
     model = RecurrentPPO(GRSNPolicy, env, seed=seed, n_steps=32, batch_size=64, n_epochs=1,
                          max_grad_norm=max_grad_norm,
                          policy_kwargs=dict(grsn_hidden_size=16, **kw))
+    if log_share is not None:
+        model.policy.optimizer.param_groups[0]["aux_log_share"] = log_share
     model.learn(64)
     return model
 
@@ -115,14 +118,14 @@ def _norm_of(tensors):
 
 
 def test_aux_clip_sets_what_max_grad_norm_sees():
-    """aux_clip="joint" (the default): the auxiliary gradient is clipped with RecurrentPPO's, so
-    its norm sets the clip's scale for every parameter. "none" and "scaled": max_grad_norm clips
-    RecurrentPPO's own gradient and the auxiliary gradient is added after the clip, so the heads
-    and the critic get exactly the step of a run without an auxiliary loss; "scaled" multiplies
-    it by the factor the clip applied to RecurrentPPO's gradient, "none" adds it as it is."""
+    """aux_clip="joint" (the default up to 0.9): the auxiliary gradient is clipped with
+    RecurrentPPO's, so its norm sets the clip's scale for every parameter. "none" and
+    "scaled": max_grad_norm clips RecurrentPPO's own gradient and the auxiliary gradient is
+    added after the clip, so the heads and the critic get exactly the step of a run without an
+    auxiliary loss; "scaled" multiplies it by the factor the clip applied to RecurrentPPO's
+    gradient, "none" adds it as it is."""
     joint, none, scaled = (_one_update(aux_clip=c) for c in ("joint", "none", "scaled"))
     no_aux = _one_update(aux_coef=0.0)
-    assert joint.policy.aux_kwargs["aux_clip"] == _one_update().policy.aux_kwargs["aux_clip"]
     heads = lambda m: [p for n, p in m.policy.named_parameters()
                        if not n.startswith(("lstm_actor.", "aux_decoder."))]
     for model in (none, scaled):
@@ -157,62 +160,43 @@ def test_aux_clip_sets_what_max_grad_norm_sees():
     assert none.policy._aux_grads is None and not scaled.policy._unclipped_sq  # used once
 
 
-def test_aux_clip_bounded_is_the_joint_clip_with_a_limited_brake():
-    """aux_clip="bounded": where the auxiliary gradient enlarges the clipped norm less than
-    AUX_BRAKE_LIMIT-fold (here raw CartPole-P returns, whose critic gradient dominates, at the
-    default weight) every parameter gets the joint clip's step; where it dominates (weight 300
-    here, as weight 30 under VecNormalize rewards) it shrinks RecurrentPPO's clipped step
-    AUX_BRAKE_LIMIT-fold, where "joint" shrinks it by the ratio of the norms."""
-    from policies.recurrent import AUX_BRAKE_LIMIT
-
+def test_aux_clip_auto_is_joint_while_the_policy_gradient_dominates(tmp_path):
+    """aux_clip="auto": while the running mean of J / B (the norm of RecurrentPPO's gradient
+    plus the auxiliary one over RecurrentPPO's own) is below AUX_SHARE_SWITCH, every parameter
+    gets the joint clip's step (here raw CartPole-P returns, whose critic gradient dominates, at
+    the default weight: J / B about 1.1); from it on, "scaled"'s step (weight 300, or a running
+    mean already above the switch). The running mean is kept in the optimizer's state."""
     def everything(m):
         return [p for p in m.policy.parameters() if p in m.policy.optimizer.state]
 
-    joint, bounded = (_one_update(aux_clip=c) for c in ("joint", "bounded"))
+    def same_step(a, b):
+        for x, y in zip(_grads_seen_by_adam(a, everything(a)),
+                        _grads_seen_by_adam(b, everything(b))):
+            torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-9)
+
+    auto, joint, scaled = (_one_update(aux_clip=c) for c in ("auto", "joint", "scaled"))
     unclipped = _one_update(aux_coef=0.0, max_grad_norm=1e9)
     assert joint.max_grad_norm < _norm_of(_grads_seen_by_adam(unclipped, everything(unclipped)))
-    for a, b in zip(_grads_seen_by_adam(bounded, everything(bounded)),
-                    _grads_seen_by_adam(joint, everything(joint))):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-9)
-
-    heads = lambda m: [p for n, p in m.policy.named_parameters()
-                       if not n.startswith(("lstm_actor.", "aux_decoder."))]
-    decoder = lambda m: list(m.policy.aux_decoder.parameters())
-    no_aux = _one_update(aux_coef=0.0)
-    strong = {c: _one_update(aux_coef=300.0, aux_clip=c) for c in ("joint", "bounded", "scaled")}
-    for a, b in zip(_grads_seen_by_adam(strong["bounded"], heads(strong["bounded"])),
-                    _grads_seen_by_adam(no_aux, heads(no_aux))):
-        torch.testing.assert_close(a, b / AUX_BRAKE_LIMIT, rtol=1e-5, atol=1e-10)
-    for a, b in zip(_grads_seen_by_adam(strong["bounded"], decoder(strong["bounded"])),
-                    _grads_seen_by_adam(strong["scaled"], decoder(strong["scaled"]))):
-        torch.testing.assert_close(a, b / AUX_BRAKE_LIMIT, rtol=1e-4, atol=1e-10)
-    # "joint" cuts the heads' step by far more than the limit
-    shrunk = [float(a.abs().max() / b.abs().max()) for a, b in zip(
-        _grads_seen_by_adam(strong["joint"], heads(strong["joint"])),
-        _grads_seen_by_adam(no_aux, heads(no_aux))) if b.abs().max() > 0]
-    assert max(shrunk) < 0.5 / AUX_BRAKE_LIMIT
-
-
-def test_aux_clip_relative_brakes_against_the_running_share():
-    """aux_clip="relative": both gradients times f * exp(mean log(J/B)) / (J/B), the running
-    mean over the optimizer's steps; on the first step that mean is the step's own share, so
-    the step is exactly "scaled"'s, and the running mean is log(J/B) of that step."""
-    def everything(m):
-        return [p for p in m.policy.parameters() if p in m.policy.optimizer.state]
-
-    relative, scaled, joint = (_one_update(aux_clip=c) for c in ("relative", "scaled", "joint"))
-    for a, b in zip(_grads_seen_by_adam(relative, everything(relative)),
-                    _grads_seen_by_adam(scaled, everything(scaled))):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-10)
-    # J / B is the joint clip's norm over RecurrentPPO's own (both clipped here)
-    unclipped = _one_update(aux_coef=0.0, max_grad_norm=1e9)
-    ppo_norm = _norm_of(_grads_seen_by_adam(unclipped, everything(unclipped)))
-    joint_norm = _norm_of(_grads_seen_by_adam(joint, everything(joint)))
-    scaled_norm = _norm_of(_grads_seen_by_adam(scaled, everything(scaled)))
-    # scaled's step is joint's times J / B
-    assert relative.policy._log_share == pytest.approx(math.log(scaled_norm / joint_norm),
-                                                       rel=1e-3)
-    assert ppo_norm > joint.max_grad_norm and relative.policy._log_share > 0
+    same_step(auto, joint)
+    # the first step's share is the running mean: log(J / B), scaled's norm over joint's
+    log_share = auto.policy.optimizer.param_groups[0]["aux_log_share"]
+    assert log_share == pytest.approx(math.log(
+        _norm_of(_grads_seen_by_adam(scaled, everything(scaled)))
+        / _norm_of(_grads_seen_by_adam(joint, everything(joint)))), rel=1e-3)
+    assert 0 < log_share < math.log(AUX_SHARE_SWITCH)
+    with pytest.raises(AssertionError):
+        same_step(auto, scaled)  # the two differ here
+    # a running mean above the switch: scaled's step
+    same_step(_one_update(aux_clip="auto", log_share=math.log(AUX_SHARE_SWITCH) + 1.0), scaled)
+    # the auxiliary gradient dominating from the first step: scaled's step, not joint's
+    strong = {c: _one_update(aux_coef=300.0, aux_clip=c) for c in ("auto", "scaled")}
+    assert strong["auto"].policy.optimizer.param_groups[0]["aux_log_share"] > math.log(
+        AUX_SHARE_SWITCH)
+    same_step(strong["auto"], strong["scaled"])
+    # saved and loaded with the optimizer's state, so training goes on from the same mean
+    auto.save(tmp_path / "m")
+    loaded = RecurrentPPO.load(tmp_path / "m")
+    assert loaded.policy.optimizer.param_groups[0]["aux_log_share"] == log_share
 
 
 def test_a_skipped_step_does_not_carry_the_auxiliary_gradient_over():
@@ -504,7 +488,7 @@ def test_instrument_measures_the_gradient_the_clip_sees():
         pol.set_training_mode(False)
         return _norm_of([g for g in grads if g is not None])
 
-    for mode, include_aux in (("scaled", False), ("bounded", False), ("none", False),
+    for mode, include_aux in (("scaled", False), ("auto", False), ("none", False),
                               ("joint", True)):
         pol.aux_kwargs["aux_clip"] = mode
         row = cb._gradients(cb._batch)
