@@ -154,7 +154,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         the factor its clip applies to it (``min(1, max_grad_norm / B)``) and ``J`` the norm of
         that gradient plus the auxiliary one:
 
-        - ``"auto"`` (the default since 0.10): the auxiliary gradient joins after the clip. While
+        - ``"auto"``: the auxiliary gradient joins after the clip. While
           RecurrentPPO's gradient dominates the norm -- the running mean of ``J / B`` over the
           optimizer's steps below ``AUX_SHARE_SWITCH`` (2; a geometric mean with decay
           ``AUX_SHARE_DECAY``, 0.99, kept in the optimizer's first parameter group as
@@ -166,21 +166,18 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
           the auxiliary gradient (weight 30) is 8-80 times RecurrentPPO's, and the joint clip
           cuts every step by that much, the heads' and the critic's down to the level of
           Adam's ``eps``.
-        - ``"joint"`` (the default up to 0.9): the auxiliary gradient is part of the gradient
+        - ``"joint"`` (the default): the auxiliary gradient is part of the gradient
           that is clipped (factor ``min(1, max_grad_norm / J)``).
         - ``"scaled"``: the auxiliary gradient times ``f``, added after the clip: the heads
           and the critic get the step they would get without an auxiliary loss, whichever
           gradient dominates.
         - ``"none"``: the auxiliary gradient added after the clip as it is.
 
-        Measured in docs/RESULTS.md, "Version 0.10": where the auxiliary gradient dominates,
-        ``"scaled"`` (and so ``"auto"``) learns CartPole-P under ``VecNormalize`` rewards as
-        the LSTM does, where ``"joint"`` fails seeds, and recalls the 15-step cue on 18 seeds of
-        20 (``"joint"`` 16); where the critic's dominates, rules whose step differs from the
-        joint clip's from one step to the next (``"scaled"`` among them) failed raw Pendulum-P
-        seeds that ``"joint"`` and ``"auto"`` do not. There ``"auto"`` takes the joint clip's
-        step up to rounding (the auxiliary gradient comes from a pass of its own), so a
-        training is not 0.9's bit for bit.
+        Measured in docs/RESULTS.md, "Where the auxiliary gradient meets the clip": where the auxiliary gradient dominates
+        ``"scaled"`` learns CartPole-P under ``VecNormalize`` rewards as the LSTM does where
+        ``"joint"`` fails seeds; where the critic's dominates, steps that differ from the joint
+        clip's step by step (``"scaled"`` and three other rules) failed Pendulum-P seeds that
+        ``"joint"`` and a 1% change of the auxiliary weight do not.
         Every mode but ``"joint"`` works through step hooks on the optimizer the constructor
         builds (like ``core_learning_rate``): an optimizer put in ``policy.optimizer`` later
         gets the auxiliary gradient from none of them. No effect without an auxiliary loss.
@@ -284,7 +281,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         obs_scale: float = 1.0,
         core_learning_rate: Optional[float] = 1e-3,
         value_head: str = "linear",
-        aux_clip: str = "auto",
+        aux_clip: str = "joint",
         **lstm_style_kwargs: Any,
     ):
         central = central_policy_kwargs(type(self).__name__, observation_space, dict(
