@@ -49,6 +49,8 @@ _CRITIC_CORES = ("same", "shared", "gru")
 _AUX_LOSSES = (None, "obs_diff")
 _VALUE_HEADS = ("symexp", "linear")
 _AUX_CLIPS = ("auto", "joint", "scaled", "none")
+#: the modes that need RecurrentPPO's gradient norm from before its clip
+_AUX_CLIPS_UNCLIPPED = ("auto", "scaled")
 #: ``aux_clip="auto"``: the decay per optimizer step of the running mean of log(J / B) ...
 AUX_SHARE_DECAY = 0.99
 #: ... and the level of J / B from which the auxiliary gradient counts as dominating the norm
@@ -174,7 +176,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
           gradient dominates.
         - ``"none"``: the auxiliary gradient added after the clip as it is.
 
-        Measured in docs/RESULTS.md, "aux_clip="auto"": where the auxiliary gradient
+        Measured in docs/RESULTS.md, "After 0.9: aux_clip="auto"": where the auxiliary gradient
         dominates, ``"auto"`` (there ``"scaled"``, step for step) learns CartPole-P under
         ``VecNormalize`` rewards as the LSTM does, where ``"joint"`` fails seeds; where the
         critic's dominates, rules whose step differs from the joint clip's from one step to the
@@ -402,16 +404,16 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                            if core is not None for p in core.parameters()}
             ScaledStep(list(core_params.values()), core_scale).attach(self.optimizer)
         #: the auxiliary loss's gradient of the last evaluate_actions, added to the parameters'
-        #: gradients after the algorithm's clip (``aux_clip`` "scaled" or "none")
+        #: gradients after the algorithm's clip (every ``aux_clip`` but "joint")
         self._aux_grads: Optional[tuple] = None
         #: squared norms of the parameters' gradients as the backward pass left them, before
-        #: the algorithm's clip (``aux_clip="scaled"``)
+        #: the algorithm's clip (``_AUX_CLIPS_UNCLIPPED``)
         self._unclipped_sq: dict[int, float] = {}
         if self.aux_decoder is not None and aux_clip != "joint":
             self._aux_params = (list(self.lstm_actor.parameters())
                                 + list(self.aux_decoder.parameters()))
             self.optimizer.register_step_pre_hook(self._add_aux_grads)
-            if aux_clip in ("scaled", "auto"):
+            if aux_clip in _AUX_CLIPS_UNCLIPPED:
                 for param in self.parameters():
                     if param.requires_grad:
                         param.register_post_accumulate_grad_hook(self._record_unclipped)
@@ -505,7 +507,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             return
         mode = self.aux_kwargs["aux_clip"]
         common = 1.0  # what the algorithm's (clipped) gradient is multiplied by
-        if mode in ("scaled", "auto") and unclipped:
+        if mode in _AUX_CLIPS_UNCLIPPED and unclipped:
             before = math.sqrt(sum(unclipped.values()))
             now = math.sqrt(sum(float(q.grad.pow(2).sum()) for q in self.parameters()
                                 if q.grad is not None))

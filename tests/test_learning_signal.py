@@ -113,6 +113,11 @@ def _grads_seen_by_adam(model, params):
     return [opt.state[p]["exp_avg"] / (1 - beta1) for p in params]
 
 
+def _stepped(model):
+    """The policy's parameters the optimizer stepped (those with Adam state)."""
+    return [p for p in model.policy.parameters() if p in model.policy.optimizer.state]
+
+
 def _norm_of(tensors):
     return float(torch.sqrt(sum(t.pow(2).sum() for t in tensors)))
 
@@ -138,8 +143,7 @@ def test_aux_clip_sets_what_max_grad_norm_sees():
     # with the auxiliary gradient inside, the clip cuts them all down by one factor
     assert max(shrunk) < 0.99 and max(shrunk) - min(shrunk) < 1e-4
     max_norm = joint.max_grad_norm
-    everything = [p for p in joint.policy.parameters() if p in joint.policy.optimizer.state]
-    assert _norm_of(_grads_seen_by_adam(joint, everything)) <= max_norm * (1 + 1e-4)
+    assert _norm_of(_grads_seen_by_adam(joint, _stepped(joint))) <= max_norm * (1 + 1e-4)
     # "none": the decoder's gradient is the loss's own, far above max_grad_norm
     decoder = lambda m: list(m.policy.aux_decoder.parameters())
     raw = _grads_seen_by_adam(none, decoder(none))
@@ -147,8 +151,7 @@ def test_aux_clip_sets_what_max_grad_norm_sees():
     # "scaled": the same gradient times the clip's factor on RecurrentPPO's own gradient (that
     # gradient as the backward pass left it: a run whose clip never acts)
     unclipped = _one_update(aux_coef=0.0, max_grad_norm=1e9)
-    ppo_norm = _norm_of(_grads_seen_by_adam(unclipped, [
-        p for p in unclipped.policy.parameters() if p in unclipped.policy.optimizer.state]))
+    ppo_norm = _norm_of(_grads_seen_by_adam(unclipped, _stepped(unclipped)))
     factor = min(1.0, max_norm / ppo_norm)
     assert factor < 0.99
     for a, b in zip(_grads_seen_by_adam(scaled, decoder(scaled)), raw):
@@ -166,23 +169,20 @@ def test_aux_clip_auto_is_joint_while_the_policy_gradient_dominates(tmp_path):
     gets the joint clip's step (here raw CartPole-P returns, whose critic gradient dominates, at
     the default weight: J / B about 1.1); from it on, "scaled"'s step (weight 300, or a running
     mean already above the switch). The running mean is kept in the optimizer's state."""
-    def everything(m):
-        return [p for p in m.policy.parameters() if p in m.policy.optimizer.state]
-
     def same_step(a, b):
-        for x, y in zip(_grads_seen_by_adam(a, everything(a)),
-                        _grads_seen_by_adam(b, everything(b))):
+        for x, y in zip(_grads_seen_by_adam(a, _stepped(a)),
+                        _grads_seen_by_adam(b, _stepped(b))):
             torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-9)
 
     auto, joint, scaled = (_one_update(aux_clip=c) for c in ("auto", "joint", "scaled"))
     unclipped = _one_update(aux_coef=0.0, max_grad_norm=1e9)
-    assert joint.max_grad_norm < _norm_of(_grads_seen_by_adam(unclipped, everything(unclipped)))
+    assert joint.max_grad_norm < _norm_of(_grads_seen_by_adam(unclipped, _stepped(unclipped)))
     same_step(auto, joint)
     # the first step's share is the running mean: log(J / B), scaled's norm over joint's
     log_share = auto.policy.optimizer.param_groups[0]["aux_log_share"]
     assert log_share == pytest.approx(math.log(
-        _norm_of(_grads_seen_by_adam(scaled, everything(scaled)))
-        / _norm_of(_grads_seen_by_adam(joint, everything(joint)))), rel=1e-3)
+        _norm_of(_grads_seen_by_adam(scaled, _stepped(scaled)))
+        / _norm_of(_grads_seen_by_adam(joint, _stepped(joint)))), rel=1e-3)
     assert 0 < log_share < math.log(AUX_SHARE_SWITCH)
     with pytest.raises(AssertionError):
         same_step(auto, scaled)  # the two differ here
