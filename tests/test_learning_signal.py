@@ -167,13 +167,20 @@ def test_aux_clip_auto_is_joint_while_the_policy_gradient_dominates(tmp_path):
     """aux_clip="auto": while the running mean of J / B (the norm of RecurrentPPO's gradient
     plus the auxiliary one over RecurrentPPO's own) is below AUX_SHARE_SWITCH, every parameter
     gets the joint clip's step (here raw CartPole-P returns, whose critic gradient dominates, at
-    the default weight: J / B about 1.1); from it on, "scaled"'s step (weight 300, or a running
-    mean already above the switch). The running mean is kept in the optimizer's state."""
-    def same_step(a, b):
-        for x, y in zip(_grads_seen_by_adam(a, _stepped(a)),
-                        _grads_seen_by_adam(b, _stepped(b))):
+    the default weight: J / B about 1.1). From it on (weight 1000: J / B about 14; or a
+    running mean already above the switch) only the parameters the auxiliary gradient reaches
+    -- the actor's core and the decoder -- keep the joint clip's step; the heads and the critic
+    get "scaled"'s, RecurrentPPO's own clip. The running mean is kept in the optimizer's
+    state."""
+    def same_step(a, b, part=_stepped):
+        for x, y in zip(_grads_seen_by_adam(a, part(a)), _grads_seen_by_adam(b, part(b))):
             torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-9)
 
+    aux_part = lambda m: [p for n, p in m.policy.named_parameters()
+                          if n.startswith(("lstm_actor.", "aux_decoder."))]
+    rest = lambda m: [p for n, p in m.policy.named_parameters()
+                      if not n.startswith(("lstm_actor.", "aux_decoder."))
+                      and p in m.policy.optimizer.state]
     auto, joint, scaled = (_one_update(aux_clip=c) for c in ("auto", "joint", "scaled"))
     unclipped = _one_update(aux_coef=0.0, max_grad_norm=1e9)
     assert joint.max_grad_norm < _norm_of(_grads_seen_by_adam(unclipped, _stepped(unclipped)))
@@ -185,14 +192,22 @@ def test_aux_clip_auto_is_joint_while_the_policy_gradient_dominates(tmp_path):
         / _norm_of(_grads_seen_by_adam(joint, _stepped(joint)))), rel=1e-3)
     assert 0 < log_share < math.log(AUX_SHARE_SWITCH)
     with pytest.raises(AssertionError):
-        same_step(auto, scaled)  # the two differ here
-    # a running mean above the switch: scaled's step
-    same_step(_one_update(aux_clip="auto", log_share=math.log(AUX_SHARE_SWITCH) + 1.0), scaled)
-    # the auxiliary gradient dominating from the first step: scaled's step, not joint's
-    strong = {c: _one_update(aux_coef=300.0, aux_clip=c) for c in ("auto", "scaled")}
+        same_step(auto, scaled, rest)  # the heads differ here
+    # a running mean above the switch: the core and the decoder keep the joint clip's step,
+    # the heads and the critic get RecurrentPPO's own clip (scaled's step)
+    above = _one_update(aux_clip="auto", log_share=math.log(AUX_SHARE_SWITCH) + 1.0)
+    same_step(above, joint, aux_part)
+    same_step(above, scaled, rest)
+    with pytest.raises(AssertionError):
+        same_step(above, joint, rest)
+    with pytest.raises(AssertionError):
+        same_step(above, scaled, aux_part)
+    # the auxiliary gradient dominating from the first step: the same split
+    strong = {c: _one_update(aux_coef=1000.0, aux_clip=c) for c in ("auto", "scaled", "joint")}
     assert strong["auto"].policy.optimizer.param_groups[0]["aux_log_share"] > math.log(
         AUX_SHARE_SWITCH)
-    same_step(strong["auto"], strong["scaled"])
+    same_step(strong["auto"], strong["joint"], aux_part)
+    same_step(strong["auto"], strong["scaled"], rest)
     # saved and loaded with the optimizer's state, so training goes on from the same mean
     auto.save(tmp_path / "m")
     loaded = RecurrentPPO.load(tmp_path / "m")
