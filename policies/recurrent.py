@@ -168,11 +168,10 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
           clip factor ``f`` from then on, so the auxiliary gradient's norm no longer shrinks
           their steps. With raw rewards the critic's gradient dominates (the running mean
           stayed near 1.0-1.6 on the suite's tasks, the joint clip's step; a few runs passed 2
-          late in training, up to 3.1); under
-          ``VecNormalize`` rewards (RL Zoo's ``normalize: true``) and on sparse-reward tasks
-          such as the cue recall the auxiliary gradient (weight 30) is 4-130 times
-          RecurrentPPO's, and the joint clip cut the heads' and the critic's steps by that
-          much, down to the level of Adam's ``eps``.
+          late in training, up to 3.1); under ``VecNormalize`` rewards (RL Zoo's
+          ``normalize: true``) and on sparse-reward tasks such as the cue recall the auxiliary
+          gradient (weight 30) is 4-130 times RecurrentPPO's, and the joint clip cut the heads'
+          and the critic's steps by that much, down to the level of Adam's ``eps``.
         - ``"joint"`` (the default up to 0.9): the auxiliary gradient is part of the gradient
           that is clipped (factor ``min(1, max_grad_norm / J)``) for every parameter.
         - ``"scaled"``: the auxiliary gradient times ``f``, added after the clip: every
@@ -511,7 +510,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             return
         mode = self.aux_kwargs["aux_clip"]
         common = 1.0  # what the algorithm's (clipped) gradient is multiplied by ...
-        targets = self.parameters  # ... on these parameters
+        heads_keep_f = False  # ... on every parameter, or only on the auxiliary ones
         if mode in _AUX_CLIPS_UNCLIPPED and unclipped:
             before = math.sqrt(sum(unclipped.values()))
             now = math.sqrt(sum(float(q.grad.pow(2).sum()) for q in self.parameters()
@@ -534,13 +533,12 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                 mean = share if mean is None else (AUX_SHARE_DECAY * mean
                                                    + (1 - AUX_SHARE_DECAY) * share)
                 group["aux_log_share"] = mean
-                common = math.exp(-share)  # the joint clip's factor, B / J ...
+                common = math.exp(-share)  # the joint clip's factor, B / J
                 factor *= common
-                if mean >= math.log(AUX_SHARE_SWITCH):  # ... only where the auxiliary
-                    targets = lambda: self._aux_params  # gradient goes, once it dominates
+                heads_keep_f = mean >= math.log(AUX_SHARE_SWITCH)  # it dominates
             grads = [None if g is None else g * factor for g in grads]
         if common != 1.0:
-            for q in targets():
+            for q in self._aux_params if heads_keep_f else self.parameters():
                 if q.grad is not None:
                     q.grad.mul_(common)
         for p, g in zip(self._aux_params, grads):

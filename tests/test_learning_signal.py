@@ -118,6 +118,19 @@ def _stepped(model):
     return [p for p in model.policy.parameters() if p in model.policy.optimizer.state]
 
 
+#: the parameters the auxiliary gradient reaches (the actor's core and the decoder)
+_AUX_REACHED = ("lstm_actor.", "aux_decoder.")
+
+
+def _aux_reached(model):
+    return [p for n, p in model.policy.named_parameters() if n.startswith(_AUX_REACHED)]
+
+
+def _heads_and_critic(model):
+    """The parameters the auxiliary gradient does not reach."""
+    return [p for n, p in model.policy.named_parameters() if not n.startswith(_AUX_REACHED)]
+
+
 def _norm_of(tensors):
     return float(torch.sqrt(sum(t.pow(2).sum() for t in tensors)))
 
@@ -131,8 +144,7 @@ def test_aux_clip_sets_what_max_grad_norm_sees():
     gradient, "none" adds it as it is."""
     joint, none, scaled = (_one_update(aux_clip=c) for c in ("joint", "none", "scaled"))
     no_aux = _one_update(aux_coef=0.0)
-    heads = lambda m: [p for n, p in m.policy.named_parameters()
-                       if not n.startswith(("lstm_actor.", "aux_decoder."))]
+    heads = _heads_and_critic
     for model in (none, scaled):
         for a, b in zip(_grads_seen_by_adam(model, heads(model)),
                         _grads_seen_by_adam(no_aux, heads(no_aux))):
@@ -176,11 +188,7 @@ def test_aux_clip_auto_is_joint_while_the_policy_gradient_dominates(tmp_path):
         for x, y in zip(_grads_seen_by_adam(a, part(a)), _grads_seen_by_adam(b, part(b))):
             torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-9)
 
-    aux_part = lambda m: [p for n, p in m.policy.named_parameters()
-                          if n.startswith(("lstm_actor.", "aux_decoder."))]
-    rest = lambda m: [p for n, p in m.policy.named_parameters()
-                      if not n.startswith(("lstm_actor.", "aux_decoder."))
-                      and p in m.policy.optimizer.state]
+    aux_part, rest = _aux_reached, _heads_and_critic
     auto, joint, scaled = (_one_update(aux_clip=c) for c in ("auto", "joint", "scaled"))
     unclipped = _one_update(aux_coef=0.0, max_grad_norm=1e9)
     assert joint.max_grad_norm < _norm_of(_grads_seen_by_adam(unclipped, _stepped(unclipped)))
