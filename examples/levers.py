@@ -39,8 +39,9 @@ from policies.training import (
 #: lever name -> (policy, policy_kwargs factory, env_kwargs, what it changes). Factories,
 #: because a surrogate function is a module and every run gets its own.
 LEVERS: dict[str, tuple[str, Callable[[], dict], dict, str]] = {
-    "default": ("grsn", dict, {}, "GRSNPolicy as shipped (tau 2, ATan alpha 2, input bias 1, "
-                "readout spikes + observation shortcut, auxiliary obs_diff loss of weight 3)"),
+    "default": ("grsn", dict, {}, "GRSNPolicy as shipped (tau 1, ATan alpha 2, input bias 1, "
+                "readout spikes + observation shortcut, auxiliary obs_diff loss of weight 30, "
+                "a clip per half of the policy)"),
     "v01_default": ("grsn", lambda: dict(readout="spikes", aux_loss=None), {},
                     "the 0.1 default: spikes-only readout, no auxiliary loss"),
     "spikes_aux": ("grsn", lambda: dict(readout="spikes"), {},
@@ -55,12 +56,14 @@ LEVERS: dict[str, tuple[str, Callable[[], dict], dict, str]] = {
                           "observation embedding of 64 and auxiliary weight 1"),
     "paper_init": ("grsn", lambda: dict(input_bias=0.0), {},
                    "the paper's initialisation (PyTorch's default, input bias 0)"),
-    "learnable_tau": ("grsn", lambda: dict(learnable_tau=True), {},
+    "learnable_tau": ("grsn", lambda: dict(learnable_tau=True, tau=2.0), {},
                       "per-neuron learnable membrane decay, initialised at tau = 2"),
     "surrogate_alpha_1": ("grsn", lambda: dict(surrogate_function=surrogate.ATan(alpha=1.0)),
                           {}, "flatter surrogate gradient (ATan alpha 1; default 2)"),
     "surrogate_alpha_4": ("grsn", lambda: dict(surrogate_function=surrogate.ATan(alpha=4.0)),
                           {}, "steeper surrogate gradient (ATan alpha 4)"),
+    "tau_2": ("grsn", lambda: dict(tau=2.0), {}, "the paper's membrane time constant (tau 2; "
+              "default 1 since 0.11)"),
     "tau_4": ("grsn", lambda: dict(tau=4.0), {}, "slower membrane (tau 4; paper 2)"),
     "two_layers": ("grsn", lambda: dict(n_grsn_layers=2), {}, "two stacked GRSN layers"),
     "shortcut": ("grsn", lambda: dict(readout="spikes+obs", aux_loss=None), {},

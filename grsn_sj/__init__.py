@@ -24,4 +24,4 @@ __all__ = [
     "grsn_step",
 ]
 
-__version__ = "0.10.0"
+__version__ = "0.11.0"

@@ -14,7 +14,11 @@ learning signal goes:
 - ``grad_total`` and ``clipped_fraction``: the norm of the gradient that ``max_grad_norm``
   clips, over every parameter, and the fraction of it the clip removes (``1 - max_grad_norm /
   grad_total`` when positive); a spiking policy's auxiliary gradient is part of it with
-  ``aux_clip="joint"`` and joins after the clip otherwise (``"auto"``, ``"scaled"``, ``"none"``);
+  ``aux_clip="joint"`` and joins after the clip otherwise (``"auto"``, ``"scaled"``, ``"none"``).
+  Both describe one clip over the whole gradient, RecurrentPPO's: with a spiking policy's
+  ``grad_clip="split"`` (the default since 0.11) the policy clips the critic's half and the
+  actor's each by its own norm instead, so ``clipped_fraction`` is what the joint clip would
+  remove, not what the split one does;
 - ``flip_rate`` (spiking cores): the fraction of the stored rollout's spikes that differ when the
   same sequences are run through the core again after the update -- how much one update moves
   the memory's output;

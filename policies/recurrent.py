@@ -51,6 +51,7 @@ _VALUE_HEADS = ("symexp", "linear")
 _AUX_CLIPS = ("auto", "joint", "scaled", "none")
 #: the modes that need RecurrentPPO's gradient norm from before its clip
 _AUX_CLIPS_UNCLIPPED = ("auto", "scaled")
+_GRAD_CLIPS = ("joint", "split")
 #: ``aux_clip="auto"``: the decay per optimizer step of the running mean of log(J / B) ...
 AUX_SHARE_DECAY = 0.99
 #: ... and the level of J / B from which the auxiliary gradient counts as dominating the norm
@@ -114,6 +115,12 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
       lost the held-out task on 5 seeds of 6. The critic, training-only, keeps ``[64, 64]``.
       ``net_arch=dict(pi=[], vf=[64, 64])`` is the leanest option measured (0.03-0.06x the
       LSTM's energy; the held-out task learned on fewer seeds, at lower returns).
+    - ``grad_clip="split"`` (0.11): RecurrentPPO's ``max_grad_norm`` clips the critic's
+      gradient and the actor's each by its own norm instead of both by their joint norm, so
+      the critic's gradient, 10-100 times the actor's with raw rewards, no longer sets the
+      actor's step. With it (and GRSN's ``tau=1.0``) raw Pendulum-P went from -332.0 +- 115.5
+      to -247.4 +- 59.2 over twelve seeds (worst -476.9 to -350.8) and raw CartPole-P from
+      446.9 to 493.9 (docs/RESULTS.md, "Version 0.11").
 
     ``readout="spikes", aux_loss=None, normalize_obs=False`` gives the earlier, purely spiking
     policy. Arguments beyond the parent's
@@ -189,6 +196,20 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         Every mode but ``"joint"`` works through step hooks on the optimizer the constructor
         builds (like ``core_learning_rate``): an optimizer put in ``policy.optimizer`` later
         gets the auxiliary gradient from none of them. No effect without an auxiliary loss.
+    :param grad_clip: how RecurrentPPO's ``max_grad_norm`` clip meets the two halves of the
+        policy. ``"split"`` (the default since 0.11): the critic's gradient (its core, its
+        branch of the MLP, the value head) and the actor's (its core, heads, the decoder and
+        the auxiliary gradient, joined as ``aux_clip`` says) are each clipped to
+        ``max_grad_norm`` by their own norm, as if each half had its own clip. ``"joint"``
+        (SB3's rule, the default up to 0.10): one clip over the whole gradient, so the actor's
+        step is scaled by the critic's gradient norm. With raw rewards the critic's gradient
+        is 10-100 times the actor's and moves from update to update, and each change of it
+        changed the actor's step through the clip: on a raw Pendulum-P seed that failed with
+        ``"joint"`` (and ``tau=1``) the critic's gradient norm fell fourfold in the last
+        update and that update's approx-KL was 3.4 against 0.1 before. The split is the
+        policy's own (through a step hook on the optimizer the constructor builds, like
+        ``core_learning_rate``); RecurrentPPO is unchanged. Measured in docs/RESULTS.md,
+        "Version 0.11".
     :param aux_hidden: width of the decoder's hidden layer.
     :param critic_core: the critic's memory when it has its own (``enable_critic_grsn``):
         ``"same"`` (a second core of the actor's kind), ``"shared"`` (the actor's core, run a
@@ -290,6 +311,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         core_learning_rate: Optional[float] = 1e-3,
         value_head: str = "linear",
         aux_clip: str = "auto",
+        grad_clip: str = "split",
         **lstm_style_kwargs: Any,
     ):
         central = central_policy_kwargs(type(self).__name__, observation_space, dict(
@@ -339,6 +361,9 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         if aux_clip not in _AUX_CLIPS:
             raise ValueError(f"{type(self).__name__}: aux_clip must be one of {_AUX_CLIPS}, got "
                              f"{aux_clip!r}")
+        if grad_clip not in _GRAD_CLIPS:
+            raise ValueError(f"{type(self).__name__}: grad_clip must be one of {_GRAD_CLIPS}, "
+                             f"got {grad_clip!r}")
         core_scale = _core_step_scale(type(self).__name__, core_learning_rate, lr_schedule)
         if not isinstance(normalize_obs, bool):
             raise TypeError(f"{type(self).__name__}: normalize_obs must be True or False, got "
@@ -380,7 +405,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                                normalize_obs=normalize_obs, clip_obs=clip_obs,
                                obs_scale=obs_scale,
                                core_learning_rate=core_learning_rate, value_head=value_head,
-                               aux_clip=aux_clip)
+                               aux_clip=aux_clip, grad_clip=grad_clip)
         self.obs_normalizer = obs_normalizer
         self.aux_decoder = (nn.Sequential(nn.Linear(self._latent_dim, aux_hidden), nn.ReLU(),
                                           nn.Linear(aux_hidden, self.features_dim))
@@ -410,11 +435,14 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         #: squared norms of the parameters' gradients as the backward pass left them, before
         #: the algorithm's clip (``_AUX_CLIPS_UNCLIPPED``)
         self._unclipped_sq: dict[int, float] = {}
-        if self.aux_decoder is not None and aux_clip != "joint":
-            self._aux_params = (list(self.lstm_actor.parameters())
-                                + list(self.aux_decoder.parameters()))
-            self.optimizer.register_step_pre_hook(self._add_aux_grads)
-            if aux_clip in _AUX_CLIPS_UNCLIPPED:
+        aux_after = self.aux_decoder is not None and aux_clip != "joint"
+        self._aux_params = (list(self.lstm_actor.parameters())
+                            + list(self.aux_decoder.parameters()) if aux_after else [])
+        #: ids of the parameters only the critic's loss reaches (``grad_clip="split"``)
+        self._critic_ids = {id(p) for p in self._critic_parameters()}
+        if aux_after or grad_clip == "split":
+            self.optimizer.register_step_pre_hook(self._before_step)
+            if grad_clip == "split" or (aux_after and aux_clip in _AUX_CLIPS_UNCLIPPED):
                 for param in self.parameters():
                     if param.requires_grad:
                         param.register_post_accumulate_grad_hook(self._record_unclipped)
@@ -485,7 +513,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         if self.aux_kwargs["aux_clip"] == "joint":
             return values, _InjectGrad.apply(log_prob, aux, coef), entropy
         # its own backward pass now (the graph is kept for the algorithm's); the gradient joins
-        # the algorithm's after max_grad_norm's clip, just before the step (_add_aux_grads)
+        # the algorithm's after max_grad_norm's clip, just before the step (_before_step)
         self._aux_grads = (th.autograd.grad(aux * coef, self._aux_params, retain_graph=True,
                                             allow_unused=True)
                            if aux.requires_grad else None)
@@ -494,18 +522,62 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
     def _record_unclipped(self, param: nn.Parameter) -> None:
         self._unclipped_sq[id(param)] = float(param.grad.pow(2).sum())
 
-    def _add_aux_grads(self, optimizer, args, kwargs) -> None:
-        """Before the algorithm's optimizer steps (after its gradient clip): the auxiliary
-        gradient joins the parameters' gradients, once. ``"none"``: as it is. ``"scaled"``:
-        times ``f``, the factor the clip applied to the algorithm's gradient (its norm now over
-        its norm ``B`` as the backward pass left it). ``"auto"``: the parameters the auxiliary
+    def _critic_parameters(self) -> list[nn.Parameter]:
+        """The parameters that only the critic's loss reaches: the value head, the critic's
+        branch of the MLP, and the critic's own core or feed-forward layer (not the actor's
+        core when the critic runs it, ``critic_core="shared"``)."""
+        modules = [self.value_net, self.mlp_extractor.value_net]
+        if self.critic is not None:
+            modules.append(self.critic)
+        if self.lstm_critic is not None and self.lstm_critic is not self.lstm_actor:
+            modules.append(self.lstm_critic)
+        if not self.share_features_extractor:
+            modules.append(self.vf_features_extractor)
+        return list({id(p): p for m in modules for p in m.parameters()}.values())
+
+    def _before_step(self, optimizer, args, kwargs) -> None:
+        """Before the algorithm's optimizer steps (after its gradient clip): ``grad_clip``'s
+        split clip, then the auxiliary gradient (every ``aux_clip`` but "joint")."""
+        unclipped, self._unclipped_sq = self._unclipped_sq, {}
+        scope = list(self.parameters())
+        if self.aux_kwargs["grad_clip"] == "split" and unclipped:
+            scope = self._split_clip(unclipped)
+            unclipped = {k: v for k, v in unclipped.items() if k not in self._critic_ids}
+        self._add_aux_grads(optimizer, unclipped, scope)
+
+    def _split_clip(self, unclipped: dict[int, float]) -> list[nn.Parameter]:
+        """``grad_clip="split"``: undo the algorithm's clip and clip the critic's gradient
+        and the rest (the actor's) each by its own norm, to the same bound. The bound is the
+        clipped norm where the algorithm's clip acted (its ``max_grad_norm``); where it did not,
+        no part is above it. Returns the actor's parameters."""
+        params = [q for q in self.parameters() if q.grad is not None]
+        before = math.sqrt(sum(unclipped.get(id(q), 0.0) for q in params))
+        if before == 0:
+            return params
+        now = math.sqrt(sum(float(q.grad.pow(2).sum()) for q in params))
+        clip = now / before
+        bound = now if clip < 1.0 - 1e-6 else math.inf
+        critic = [q for q in params if id(q) in self._critic_ids]
+        actor = [q for q in params if id(q) not in self._critic_ids]
+        for part in (critic, actor):
+            norm = math.sqrt(sum(unclipped.get(id(q), 0.0) for q in part))
+            own = min(1.0, bound / norm) if norm > 0 else 1.0
+            for q in part:
+                q.grad.mul_(own / clip)
+        return [q for q in self.parameters() if id(q) not in self._critic_ids]
+
+    def _add_aux_grads(self, optimizer, unclipped: dict[int, float],
+                       scope: list[nn.Parameter]) -> None:
+        """The auxiliary gradient joins the gradients of ``scope`` (every parameter, or the
+        actor's with ``grad_clip="split"``), once. ``"none"``: as it is. ``"scaled"``: times
+        ``f``, the factor the clip applied to the algorithm's gradient (its norm now over its
+        norm ``B`` as the backward pass left it). ``"auto"``: the parameters the auxiliary
         gradient reaches (the actor's core and the decoder) get both gradients times
         ``f * B / J`` (``J`` the norm of the two gradients' unclipped sum: the joint clip's
         factor wherever the algorithm's gradient is clipped); the others get the same factor
         while the running mean of ``J / B`` is below ``AUX_SHARE_SWITCH``, and keep ``f`` (the
         clip's own) from it on."""
         grads, self._aux_grads = self._aux_grads, None
-        unclipped, self._unclipped_sq = self._unclipped_sq, {}
         if grads is None:
             return
         mode = self.aux_kwargs["aux_clip"]
@@ -513,13 +585,13 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         heads_keep_f = False  # ... on every parameter, or only on the auxiliary ones
         if mode in _AUX_CLIPS_UNCLIPPED and unclipped:
             before = math.sqrt(sum(unclipped.values()))
-            now = math.sqrt(sum(float(q.grad.pow(2).sum()) for q in self.parameters()
+            now = math.sqrt(sum(float(q.grad.pow(2).sum()) for q in scope
                                 if q.grad is not None))
             factor = now / before if before > 0 else 1.0
             if mode == "auto" and before > 0:
                 by_param = dict(zip(map(id, self._aux_params), grads))
                 joint_sq = 0.0
-                for q in self.parameters():
+                for q in scope:
                     g = by_param.get(id(q))
                     if q.grad is None:
                         joint_sq += 0.0 if g is None else float(g.pow(2).sum())
@@ -538,7 +610,7 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                 heads_keep_f = mean >= math.log(AUX_SHARE_SWITCH)  # it dominates
             grads = [None if g is None else g * factor for g in grads]
         if common != 1.0:
-            for q in self._aux_params if heads_keep_f else self.parameters():
+            for q in self._aux_params if heads_keep_f else scope:
                 if q.grad is not None:
                     q.grad.mul_(common)
         for p, g in zip(self._aux_params, grads):
@@ -578,10 +650,20 @@ class GRSNPolicy(SpikingRecurrentPolicy):
       cue recall on 9 seeds of 20); one bias of 3 for all neurons recalls on 19 of 20 but lost a
       held-out velocity-masked POMDP (Acrobot) on 2 seeds of 3 and part of Pendulum-P, which
       need fast neurons; the range keeps both (docs/RESULTS.md, "Version 0.5").
+    - ``tau=1.0`` (0.11; the paper's 2.0 before): no membrane time constant, so the membrane
+      is the gated current each step (``h = c``) and a neuron fires while its gated current is
+      above the threshold; the memory is the gated current's, whose time scales the forget
+      gates set. With ``tau=2`` the soft reset makes the spike train a running quantisation of
+      the gated current that depends on the spikes before it. With ``tau=1.0`` and the
+      split clip (``grad_clip``, 0.11) CartPole-P under RL Zoo's ``VecNormalize`` reached the
+      LSTM's level on 9 seeds of 12 (0.10: 4) and raw Pendulum-P no longer lost seeds
+      (docs/RESULTS.md, "Version 0.11"). ``learnable_tau=True`` needs ``tau > 1`` (pass
+      ``tau=2.0``).
 
     Extra arguments on top of :class:`SpikingRecurrentPolicy`'s:
 
-    :param learnable_tau: per-neuron learnable membrane decay.
+    :param tau: membrane time constant (see above; ``beta = 1 - 1/tau``).
+    :param learnable_tau: per-neuron learnable membrane decay (needs ``tau > 1``).
     :param forget_bias: initial forget-gate bias: one number for all neurons (0 = the paper's
         initialisation) or a ``(low, high)`` pair spaced evenly over the neurons
         (:func:`grsn_sj.functional.forget_bias_init`).
@@ -598,12 +680,12 @@ class GRSNPolicy(SpikingRecurrentPolicy):
         model.learn(10_000)
     """
 
-    def __init__(self, *args, learnable_tau: bool = False,
+    def __init__(self, *args, tau: float = 1.0, learnable_tau: bool = False,
                  forget_bias: ForgetBias = (0.0, 3.0), backend: str = "auto",
                  spike_recurrence: bool = False, **kwargs):
         self.grsn_kwargs = dict(learnable_tau=learnable_tau, forget_bias=forget_bias,
                                 backend=backend, spike_recurrence=spike_recurrence)
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, tau=tau, **kwargs)
 
     def _make_core(self, input_size, hidden_size, num_layers):
         return GRSNCore(input_size, hidden_size, num_layers, **self.core_kwargs,
@@ -620,7 +702,8 @@ class PaperGRSNPolicy(GRSNPolicy):
     (an embedding of 32), no auxiliary loss, no observation normalisation in the policy,
     PyTorch's default initialisation (``input_bias=0``, ``forget_bias=0``), 128 neurons, SB3's
     default heads (``pi=[64, 64]``, ``vf=[64, 64]``), one learning rate for the whole policy
-    (``core_learning_rate=None``). Every
+    (``core_learning_rate=None``), the paper's ``tau=2.0`` and SB3's one clip over the whole
+    gradient (``grad_clip="joint"``). Every
     argument of :class:`GRSNPolicy` still applies and overrides these. The paper's agent also
     feeds the previous action and reward: wrap the env in :class:`policies.PrevActionRewardWrapper`
     (``policies.make_env(..., prev_action_reward=True)``)."""
@@ -629,7 +712,8 @@ class PaperGRSNPolicy(GRSNPolicy):
                  aux_loss: Optional[str] = None, input_bias: float = 0.0,
                  normalize_obs: bool = False, forget_bias: ForgetBias = 0.0,
                  net_arch: Optional[list[int] | dict[str, list[int]]] = None,
-                 core_learning_rate: Optional[float] = None, **kwargs):
+                 core_learning_rate: Optional[float] = None, tau: float = 2.0,
+                 grad_clip: str = "joint", **kwargs):
         if not any(k in kwargs for k in ("grsn_hidden_size", "lstm_hidden_size")):
             kwargs["grsn_hidden_size"] = 128
         if net_arch is None:
@@ -637,7 +721,8 @@ class PaperGRSNPolicy(GRSNPolicy):
         super().__init__(*args, readout=readout, shortcut_dim=shortcut_dim, aux_loss=aux_loss,
                          input_bias=input_bias, normalize_obs=normalize_obs,
                          forget_bias=forget_bias, net_arch=net_arch,
-                         core_learning_rate=core_learning_rate, **kwargs)
+                         core_learning_rate=core_learning_rate, tau=tau,
+                         grad_clip=grad_clip, **kwargs)
 
 
 class LIFPolicy(SpikingRecurrentPolicy):

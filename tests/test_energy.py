@@ -45,7 +45,10 @@ def _set_pattern(grsn_layer):
 def _grsn_policy(**kw):
     """A small GRSNPolicy counted by hand: spikes-only readout unless a test asks for another
     (the policy's default adds the observation shortcut, counted in its own test), and no
-    auxiliary decoder (training-only: it must not change the counts, see below)."""
+    auxiliary decoder (training-only: it must not change the counts, see below). ``tau=2``
+    (the paper's; GRSNPolicy's default is 1 since 0.11): :func:`_set_pattern`'s spike counts
+    come from the membrane's reset dynamics."""
+    kw.setdefault("tau", 2.0)
     kw.setdefault("grsn_hidden_size", 4)
     kw.setdefault("net_arch", [5])
     kw.setdefault("readout", "spikes")

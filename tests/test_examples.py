@@ -245,7 +245,8 @@ def test_levers_change_what_they_say_and_the_runner_resumes(tmp_path):
     cfg = zoo.config_for("CartPole-P-v0")
     env = policies.make_env("CartPole-P-v0", 1, 0)
     built = {}
-    for name in ("default", "learnable_tau", "surrogate_alpha_4", "tau_4", "two_layers"):
+    for name in ("default", "learnable_tau", "surrogate_alpha_4", "tau_2", "tau_4",
+                 "two_layers"):
         policy, make_kwargs, _, _ = levers.LEVERS[name]
         model = training.build_model(policy, env, cfg, 0, "cpu", policy_kwargs=make_kwargs())
         built[name] = model.policy.lstm_actor.grsn
@@ -253,7 +254,8 @@ def test_levers_change_what_they_say_and_the_runner_resumes(tmp_path):
     assert not nodes["default"].learnable_tau and nodes["learnable_tau"].learnable_tau
     assert nodes["default"].surrogate_function.alpha == 2.0
     assert nodes["surrogate_alpha_4"].surrogate_function.alpha == 4.0
-    assert nodes["default"].beta == 0.5 and nodes["tau_4"].beta == 0.75
+    assert nodes["default"].beta == 0.0 and nodes["tau_2"].beta == 0.5
+    assert nodes["tau_4"].beta == 0.75
     assert built["default"].num_layers == 1 and built["two_layers"].num_layers == 2
 
     out = str(tmp_path / "lev")

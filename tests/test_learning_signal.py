@@ -95,7 +95,10 @@ def test_aux_decoder_is_training_only_and_saved(tmp_path):
 
 def _one_update(seed=0, max_grad_norm=0.5, log_share=None, **kw):
     """A GRSN policy after exactly one optimizer step (one epoch, one minibatch of 64 rows);
-    ``log_share``: the running mean aux_clip="auto" starts from (None: the step's own)."""
+    ``log_share``: the running mean aux_clip="auto" starts from (None: the step's own). The
+    aux_clip tests run under SB3's one clip over the whole gradient (``grad_clip="joint"``)
+    unless ``grad_clip`` is given."""
+    kw.setdefault("grad_clip", "joint")
     env = policies.make_env("CartPole-P-v0", 2, seed)
     model = RecurrentPPO(GRSNPolicy, env, seed=seed, n_steps=32, batch_size=64, n_epochs=1,
                          max_grad_norm=max_grad_norm,
@@ -220,6 +223,52 @@ def test_aux_clip_auto_is_joint_while_the_policy_gradient_dominates(tmp_path):
     auto.save(tmp_path / "m")
     loaded = RecurrentPPO.load(tmp_path / "m")
     assert loaded.policy.optimizer.param_groups[0]["aux_log_share"] == log_share
+
+
+def _critic_part(model):
+    return model.policy._critic_parameters()
+
+
+def _actor_part(model):
+    ids = {id(p) for p in model.policy._critic_parameters()}
+    return [p for p in model.policy.parameters() if id(p) not in ids]
+
+
+def test_grad_clip_split_clips_the_critic_and_the_actor_each_by_its_own_norm():
+    """grad_clip="split": the critic's gradient (its core, its MLP branch, the value head) and
+    the actor's are each clipped to max_grad_norm by their own norm, so a change of the
+    critic's gradient no longer changes the actor's step (RecurrentPPO's one clip over the
+    whole gradient, "joint", scales both by one factor)."""
+    unclipped = _one_update(aux_coef=0.0, max_grad_norm=1e9)
+    split = _one_update(aux_coef=0.0, grad_clip="split")
+    joint = _one_update(aux_coef=0.0)
+    max_norm = split.max_grad_norm
+    names = {id(p): n for n, p in split.policy.named_parameters()}
+    assert {names[id(p)].split(".")[0] for p in _critic_part(split)} == {
+        "value_net", "mlp_extractor", "lstm_critic"}
+    raw_critic = _grads_seen_by_adam(unclipped, _critic_part(unclipped))
+    raw_actor = _grads_seen_by_adam(unclipped, _actor_part(unclipped))
+    # raw CartPole-P returns: the critic's gradient is far above the bound, the actor's below
+    assert _norm_of(raw_critic) > 10 * max_norm and _norm_of(raw_actor) < max_norm
+    for part, raw in ((_critic_part, raw_critic), (_actor_part, raw_actor)):
+        own = min(1.0, max_norm / _norm_of(raw))
+        for a, b in zip(_grads_seen_by_adam(split, part(split)), raw):
+            torch.testing.assert_close(a, own * b, rtol=1e-4, atol=1e-9)
+    # the joint clip shrinks the actor's gradient by the critic's norm
+    whole = _norm_of(raw_critic + raw_actor)
+    for a, b in zip(_grads_seen_by_adam(joint, _actor_part(joint)), raw_actor):
+        torch.testing.assert_close(a, max_norm / whole * b, rtol=1e-4, atol=1e-9)
+    # with the auxiliary loss (aux_clip="auto"), the critic's step is the same as without it:
+    # the auxiliary gradient joins the actor's part only
+    with_aux = _one_update(grad_clip="split")
+    for a, b in zip(_grads_seen_by_adam(with_aux, _critic_part(with_aux)),
+                    _grads_seen_by_adam(split, _critic_part(split))):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-9)
+    with_aux_joint = _one_update()
+    assert not all(torch.allclose(a, b, rtol=1e-3) for a, b in zip(
+        _grads_seen_by_adam(with_aux_joint, _critic_part(with_aux_joint)),
+        _grads_seen_by_adam(joint, _critic_part(joint))))
+    assert not split.policy._unclipped_sq  # used once
 
 
 def test_a_skipped_step_does_not_carry_the_auxiliary_gradient_over():
