@@ -71,7 +71,7 @@ def sample_grsn_params(trial, n_actions: int, n_envs: int,
         lstm_hidden_size=trial.suggest_categorical("lstm_hidden_size", [16, 32, 64, 128]),
         input_bias=trial.suggest_float("input_bias", 0.0, 2.0),
         forget_bias=trial.suggest_float("forget_bias", -1.0, 3.0),
-        tau=trial.suggest_float("tau", 1.5, 8.0, log=True),
+        tau=trial.suggest_float("tau", 1.0, 8.0, log=True),  # GRSNPolicy: 1.0 since 0.11
         surrogate_function=surrogate.ATan(alpha=alpha),
     )
     return params
