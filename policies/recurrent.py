@@ -56,6 +56,10 @@ _GRAD_CLIPS = ("joint", "split")
 AUX_SHARE_DECAY = 0.99
 #: ... and the level of J / B from which the auxiliary gradient counts as dominating the norm
 AUX_SHARE_SWITCH = 2.0
+#: GRSNPolicy keeps this in its state dict (``defaults_version``): the version whose defaults
+#: it was built with, 11 for 0.11 (the first to record it: tau=1.0)
+DEFAULTS_VERSION = 11
+_DEFAULTS_KEY = "defaults_version"
 _ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _LSTM_ALIASES = {"lstm_hidden_size": "grsn_hidden_size", "n_lstm_layers": "n_grsn_layers",
                  "shared_lstm": "shared_grsn", "enable_critic_lstm": "enable_critic_grsn"}
@@ -680,12 +684,34 @@ class GRSNPolicy(SpikingRecurrentPolicy):
         model.learn(10_000)
     """
 
-    def __init__(self, *args, tau: float = 1.0, learnable_tau: bool = False,
+    def __init__(self, *args, tau: Optional[float] = None, learnable_tau: bool = False,
                  forget_bias: ForgetBias = (0.0, 3.0), backend: str = "auto",
                  spike_recurrence: bool = False, **kwargs):
         self.grsn_kwargs = dict(learnable_tau=learnable_tau, forget_bias=forget_bias,
                                 backend=backend, spike_recurrence=spike_recurrence)
-        super().__init__(*args, tau=tau, **kwargs)
+        #: whether ``tau`` was given: a model saved before 0.11 loads only with it (below)
+        self._tau_given = tau is not None
+        super().__init__(*args, tau=1.0 if tau is None else tau, **kwargs)
+        # marks the state dicts of 0.11 on; one without it was saved with tau=2.0 as default
+        self.register_buffer(_DEFAULTS_KEY, th.tensor(DEFAULTS_VERSION, device=self.device))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """A state dict saved before 0.11 has no ``defaults_version``: its model ran at
+        ``tau=2.0`` unless its policy_kwargs said otherwise, and a zip records only the
+        policy_kwargs passed. Loaded with the current default (``tau=1.0``) it would load
+        without an error and act differently, so that load is refused unless ``tau`` is
+        given (README, "Upgrading")."""
+        key = prefix + _DEFAULTS_KEY
+        if key not in state_dict:
+            if not self._tau_given:
+                raise ValueError(
+                    f"{type(self).__name__}: this state dict has no {_DEFAULTS_KEY!r}: it was "
+                    "saved by grsn_sj 0.10 or earlier, whose GRSNPolicy ran at tau=2.0 by "
+                    "default (1.0 since 0.11). Load it with its tau given, e.g. "
+                    "RecurrentPPO.load(path, custom_objects={'policy_kwargs': "
+                    "{**its_policy_kwargs, 'tau': 2.0}}) (README, 'Upgrading')")
+            state_dict[key] = getattr(self, _DEFAULTS_KEY).clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _make_core(self, input_size, hidden_size, num_layers):
         return GRSNCore(input_size, hidden_size, num_layers, **self.core_kwargs,

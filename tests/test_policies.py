@@ -348,6 +348,16 @@ def test_shipped_defaults_and_the_paper_preset():
     assert paper.aux_kwargs["core_learning_rate"] is None  # one learning rate, as in the paper
 
 
+def _rollout_actions(model, seq):
+    """Deterministic actions over a sequence of observations ``[T, 1, obs]``, state carried."""
+    state, start, out = None, np.ones(1, dtype=bool), []
+    for obs in seq:
+        act, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
+        start = np.zeros(1, dtype=bool)
+        out.append(act)
+    return out
+
+
 def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
     """A model zip records only the policy_kwargs the user passed, so a model trained with an
     older version's defaults needs them back on load (README, "Upgrading"): 0.3's raw
@@ -401,6 +411,23 @@ def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
     loaded = RecurrentPPO.load(tmp_path / "0.8", custom_objects={
         "policy_kwargs": dict(lstm_hidden_size=16, core_learning_rate=None)})
     assert loaded.policy.aux_kwargs["core_learning_rate"] is None
+    # 0.10's tau=2.0 (1.0 since 0.11) changes how a loaded model acts, and nothing in an old
+    # zip says so: the load is refused unless tau is given (a zip from 0.10 or earlier has no
+    # "defaults_version" in its state dict)
+    model = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=0,
+                         policy_kwargs=dict(lstm_hidden_size=16, tau=2.0))
+    del model.policy._buffers["defaults_version"]  # as 0.10 saved it
+    model.save(tmp_path / "0.10")
+    with pytest.raises(ValueError, match=r"tau=2\.0 by default.*'tau': 2\.0"):
+        RecurrentPPO.load(tmp_path / "0.10", custom_objects={
+            "policy_kwargs": dict(lstm_hidden_size=16)})
+    loaded = RecurrentPPO.load(tmp_path / "0.10", custom_objects={
+        "policy_kwargs": dict(lstm_hidden_size=16, tau=2.0)})
+    assert loaded.policy.core_kwargs["tau"] == 2.0
+    seq = np.random.default_rng(0).normal(size=(6, 1, 2)).astype(np.float32)
+    for a, b in zip(_rollout_actions(loaded, seq), _rollout_actions(model, seq)):
+        assert np.array_equal(a, b)
+    assert int(loaded.policy.defaults_version) == 11  # saved again, it loads as a 0.11 model
     # 0.4's forget-gate bias (0) only initialised the weights: its models load as they are
     model = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=0,
                          policy_kwargs=dict(lstm_hidden_size=16, forget_bias=0.0))
