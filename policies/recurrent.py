@@ -695,14 +695,14 @@ class GRSNPolicy(SpikingRecurrentPolicy):
         # marks the state dicts of 0.11 on; one without it was saved with tau=2.0 as default
         self.register_buffer(_DEFAULTS_KEY, th.tensor(DEFAULTS_VERSION, device=self.device))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """A state dict saved before 0.11 has no ``defaults_version``: its model ran at
         ``tau=2.0`` unless its policy_kwargs said otherwise, and a zip records only the
         policy_kwargs passed. Loaded with the current default (``tau=1.0``) it would load
-        without an error and act differently, so that load is refused unless ``tau`` is
-        given (README, "Upgrading")."""
-        key = prefix + _DEFAULTS_KEY
-        if key not in state_dict:
+        without an error and act differently, so a strict load (SB3's ``load``) of it is
+        refused unless ``tau`` is given (README, "Upgrading"); a ``strict=False`` load of
+        some of the parameters is the caller's choice and goes through."""
+        if strict and _DEFAULTS_KEY not in state_dict:
             if not self._tau_given:
                 raise ValueError(
                     f"{type(self).__name__}: this state dict has no {_DEFAULTS_KEY!r}: it was "
@@ -710,8 +710,8 @@ class GRSNPolicy(SpikingRecurrentPolicy):
                     "default (1.0 since 0.11). Load it with its tau given, e.g. "
                     "RecurrentPPO.load(path, custom_objects={'policy_kwargs': "
                     "{**its_policy_kwargs, 'tau': 2.0}}) (README, 'Upgrading')")
-            state_dict[key] = getattr(self, _DEFAULTS_KEY).clone()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+            state_dict = {**state_dict, _DEFAULTS_KEY: getattr(self, _DEFAULTS_KEY).clone()}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def _make_core(self, input_size, hidden_size, num_layers):
         return GRSNCore(input_size, hidden_size, num_layers, **self.core_kwargs,

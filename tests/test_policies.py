@@ -428,6 +428,12 @@ def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
     for a, b in zip(_rollout_actions(loaded, seq), _rollout_actions(model, seq)):
         assert np.array_equal(a, b)
     assert int(loaded.policy.defaults_version) == 11  # saved again, it loads as a 0.11 model
+    # a partial (strict=False) load of some parameters is the caller's choice: not refused
+    fresh = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=1,
+                         policy_kwargs=dict(lstm_hidden_size=16))
+    fresh.policy.load_state_dict({k: v for k, v in model.policy.state_dict().items()
+                                  if k.startswith("action_net.")}, strict=False)
+    assert torch.equal(fresh.policy.action_net.weight, model.policy.action_net.weight)
     # 0.4's forget-gate bias (0) only initialised the weights: its models load as they are
     model = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=0,
                          policy_kwargs=dict(lstm_hidden_size=16, forget_bias=0.0))
