@@ -348,16 +348,6 @@ def test_shipped_defaults_and_the_paper_preset():
     assert paper.aux_kwargs["core_learning_rate"] is None  # one learning rate, as in the paper
 
 
-def _rollout_actions(model, seq):
-    """Deterministic actions over a sequence of observations ``[T, 1, obs]``, state carried."""
-    state, start, out = None, np.ones(1, dtype=bool), []
-    for obs in seq:
-        act, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
-        start = np.zeros(1, dtype=bool)
-        out.append(act)
-    return out
-
-
 def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
     """A model zip records only the policy_kwargs the user passed, so a model trained with an
     older version's defaults needs them back on load (README, "Upgrading"): 0.3's raw
@@ -424,9 +414,21 @@ def test_upgrading_recipes_load_models_saved_with_older_defaults(tmp_path):
     loaded = RecurrentPPO.load(tmp_path / "0.10", custom_objects={
         "policy_kwargs": dict(lstm_hidden_size=16, tau=2.0)})
     assert loaded.policy.core_kwargs["tau"] == 2.0
-    seq = np.random.default_rng(0).normal(size=(6, 1, 2)).astype(np.float32)
-    for a, b in zip(_rollout_actions(loaded, seq), _rollout_actions(model, seq)):
-        assert np.array_equal(a, b)
+    # the action probabilities over an episode (state carried) are the saved model's, and a
+    # load at the new default's tau=1.0 would have given other ones
+    obs, starts, _ = _episode(model)
+
+    def probs(m):
+        pol = m.policy
+        with torch.no_grad():
+            dist, _ = pol.get_distribution(torch.as_tensor(obs), _zeros_state(pol),
+                                           torch.as_tensor(starts))
+        return dist.distribution.probs
+
+    assert torch.equal(probs(loaded), probs(model))
+    at_new_default = RecurrentPPO.load(tmp_path / "0.10", custom_objects={
+        "policy_kwargs": dict(lstm_hidden_size=16, tau=1.0)})
+    assert not torch.allclose(probs(at_new_default), probs(model))
     assert int(loaded.policy.defaults_version) == 11  # saved again, it loads as a 0.11 model
     # a partial (strict=False) load of some parameters is the caller's choice: not refused
     fresh = RecurrentPPO(GRSNPolicy, "CartPole-P-v0", n_steps=8, batch_size=8, seed=1,
