@@ -444,6 +444,8 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
                             + list(self.aux_decoder.parameters()) if aux_after else [])
         #: ids of the parameters only the critic's loss reaches (``grad_clip="split"``)
         self._critic_ids = {id(p) for p in self._critic_parameters()}
+        #: the rest, in ``parameters()`` order: the actor's half of ``grad_clip="split"``
+        self._actor_params = [p for p in self.parameters() if id(p) not in self._critic_ids]
         if aux_after or grad_clip == "split":
             self.optimizer.register_step_pre_hook(self._before_step)
             if grad_clip == "split" or (aux_after and aux_clip in _AUX_CLIPS_UNCLIPPED):
@@ -545,19 +547,20 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
         unclipped, self._unclipped_sq = self._unclipped_sq, {}
         scope = list(self.parameters())
         if self.aux_kwargs["grad_clip"] == "split" and unclipped:
-            scope = self._split_clip(unclipped)
+            self._split_clip(unclipped)
+            scope = self._actor_params
             unclipped = {k: v for k, v in unclipped.items() if k not in self._critic_ids}
         self._add_aux_grads(optimizer, unclipped, scope)
 
-    def _split_clip(self, unclipped: dict[int, float]) -> list[nn.Parameter]:
+    def _split_clip(self, unclipped: dict[int, float]) -> None:
         """``grad_clip="split"``: undo the algorithm's clip and clip the critic's gradient
         and the rest (the actor's) each by its own norm, to the same bound. The bound is the
         clipped norm where the algorithm's clip acted (its ``max_grad_norm``); where it did not,
-        no part is above it. Returns the actor's parameters."""
+        no part is above it."""
         params = [q for q in self.parameters() if q.grad is not None]
         before = math.sqrt(sum(unclipped.get(id(q), 0.0) for q in params))
         if before == 0:
-            return params
+            return
         now = math.sqrt(sum(float(q.grad.pow(2).sum()) for q in params))
         clip = now / before
         bound = now if clip < 1.0 - 1e-6 else math.inf
@@ -568,7 +571,6 @@ class SpikingRecurrentPolicy(RecurrentActorCriticPolicy):
             own = min(1.0, bound / norm) if norm > 0 else 1.0
             for q in part:
                 q.grad.mul_(own / clip)
-        return [q for q in self.parameters() if id(q) not in self._critic_ids]
 
     def _add_aux_grads(self, optimizer, unclipped: dict[int, float],
                        scope: list[nn.Parameter]) -> None:
